@@ -1,0 +1,225 @@
+import { coalesce } from "../model/coalesce.js";
+import type { AppEvent, RunEvent, Submission } from "../model/event.js";
+import { type Micros, parseIsoMicros } from "../model/time.js";
+import { DecodeError, decodeJsonEvent, dropUndefined } from "./jsonLines.js";
+
+/**
+ * Scout APM's core-agent commands (and spanhub's own `Events` command) decoded into
+ * the event model. Pure: the caller owns the socket, commits the submission, and
+ * sends the reply only after the commit.
+ */
+export const AGENT_VERSION = "1.5.1";
+
+/** What a connection remembers between frames. */
+export interface ScoutConnection {
+  /** The app named by the connection's last `Register`. */
+  app?: string;
+}
+
+export type ScoutReply = Record<string, Record<string, unknown>>;
+
+export interface ScoutMessage {
+  /** The command name, for metrics; `(invalid)` when the frame had none. */
+  command: string;
+  /** What must be committed before `reply` is sent. */
+  submission?: Submission;
+  reply: ScoutReply;
+  /** Members of a batch that were skipped, with the reason. */
+  skipped: DecodeError[];
+  /** The whole frame was refused (the reply is a Failure). */
+  refused?: DecodeError;
+}
+
+export function failure(message: string): ScoutReply {
+  return { Failure: { message } };
+}
+
+/** Decodes one parsed frame. Never throws: bad input becomes a Failure reply. */
+export function decodeScoutMessage(message: unknown, connection: ScoutConnection, receivedAt: Micros): ScoutMessage {
+  const command = commandName(message);
+  if (command === undefined) {
+    const refused = new DecodeError("a message must be a JSON object with exactly one key, the command name");
+    return { command: "(invalid)", reply: failure(refused.message), skipped: [], refused };
+  }
+  const body = (message as Record<string, unknown>)[command];
+  try {
+    if (!isObject(body)) throw new DecodeError(`${command} must carry an object`);
+    return decodeCommand(command, body, connection, receivedAt);
+  } catch (error) {
+    const refused = error instanceof DecodeError ? error : new DecodeError(String(error));
+    return { command, reply: failure(refused.message), skipped: [], refused };
+  }
+}
+
+function decodeCommand(
+  command: string,
+  body: Record<string, unknown>,
+  connection: ScoutConnection,
+  receivedAt: Micros,
+): ScoutMessage {
+  const success: ScoutReply = { [command]: { result: "Success" } };
+  switch (command) {
+    case "Register": {
+      const app = stringField(body, "app");
+      connection.app = app;
+      const { key: _secret, ...details } = body;
+      return {
+        command,
+        submission: { events: [], appEvents: [{ app, eventType: "Register", value: details, time: receivedAt }] },
+        reply: { Register: { id: null, result: "Success" } },
+        skipped: [],
+      };
+    }
+    case "CoreAgentVersion":
+      return { command, reply: { CoreAgentVersion: { version: AGENT_VERSION, result: "Success" } }, skipped: [] };
+    case "CoreAgentShutdown":
+      return {
+        command,
+        reply: failure(
+          "spanhub's agent is shared by every app on this host and is never stopped by a client; an operator stops it with `spanhub agent stop`",
+        ),
+        skipped: [],
+      };
+    case "ApplicationEvent":
+      return {
+        command,
+        submission: { events: [], appEvents: [applicationEvent(body, connection, receivedAt)] },
+        reply: success,
+        skipped: [],
+      };
+    case "BatchCommand": {
+      const members = body.commands;
+      if (!Array.isArray(members)) throw new DecodeError('BatchCommand needs a "commands" array');
+      const submission = newSubmission(body, connection);
+      const skipped: DecodeError[] = [];
+      for (const member of members) {
+        const name = commandName(member);
+        const memberBody = name === undefined ? undefined : (member as Record<string, unknown>)[name];
+        try {
+          if (name === undefined || !isObject(memberBody))
+            throw new DecodeError("a batch member must be an object with one key, the command name");
+          if (name === "ApplicationEvent") {
+            submission.appEvents = [
+              ...(submission.appEvents ?? []),
+              applicationEvent(memberBody, connection, receivedAt),
+            ];
+          } else submission.events.push(requestCommand(name, memberBody, receivedAt));
+        } catch (error) {
+          skipped.push(error instanceof DecodeError ? error : new DecodeError(String(error)));
+        }
+      }
+      submission.events = coalesce(submission.events);
+      return { command, submission, reply: success, skipped };
+    }
+    case "Events": {
+      const members = body.events;
+      if (!Array.isArray(members)) throw new DecodeError('Events needs an "events" array');
+      const submission = newSubmission(body, connection);
+      const skipped: DecodeError[] = [];
+      for (const member of members) {
+        try {
+          submission.events.push(decodeJsonEvent(member, { receivedAt }));
+        } catch (error) {
+          skipped.push(error instanceof DecodeError ? error : new DecodeError(String(error)));
+        }
+      }
+      submission.events = coalesce(submission.events);
+      const reply = { Events: dropUndefined({ result: "Success", batch_id: submission.batchId }) };
+      return { command, submission, reply, skipped };
+    }
+    default: {
+      const events = [requestCommand(command, body, receivedAt)];
+      return { command, submission: { events, ...appOf(connection) }, reply: success, skipped: [] };
+    }
+  }
+}
+
+/** One of the commands that describe a request and its spans. */
+function requestCommand(command: string, body: Record<string, unknown>, receivedAt: Micros): RunEvent {
+  const runId = stringField(body, "request_id");
+  const time = timestamp(body, receivedAt);
+  switch (command) {
+    case "StartRequest":
+      return { kind: "run_start", runId, time };
+    case "FinishRequest":
+      return { kind: "run_end", runId, time };
+    case "TagRequest": {
+      const tag = stringField(body, "tag");
+      if (tag === "spanhub.name" && typeof body.value === "string")
+        return { kind: "run_tag", runId, time, tags: {}, name: body.value };
+      return { kind: "run_tag", runId, time, tags: { [tag]: body.value ?? null } };
+    }
+    case "StartSpan": {
+      const parent = body.parent_id;
+      if (parent !== undefined && parent !== null && typeof parent !== "string")
+        throw new DecodeError('"parent_id" must be a string or null');
+      return {
+        kind: "span_start",
+        runId,
+        spanId: stringField(body, "span_id"),
+        parentId: parent || null,
+        name: stringField(body, "operation"),
+        time,
+      };
+    }
+    case "TagSpan": {
+      const tag = stringField(body, "tag");
+      return {
+        kind: "span_tag",
+        runId,
+        spanId: stringField(body, "span_id"),
+        time,
+        tags: { [tag]: body.value ?? null },
+      };
+    }
+    case "StopSpan":
+      return { kind: "span_end", runId, spanId: stringField(body, "span_id"), time };
+    default:
+      throw new DecodeError(`unknown command "${command}"`, "rejected");
+  }
+}
+
+function applicationEvent(body: Record<string, unknown>, connection: ScoutConnection, receivedAt: Micros): AppEvent {
+  const eventType = stringField(body, "event_type");
+  const source = typeof body.source === "string" ? body.source : undefined;
+  return dropUndefined({
+    app: connection.app ?? "unknown",
+    eventType,
+    value: body.event_value ?? null,
+    source,
+    time: timestamp(body, receivedAt),
+  });
+}
+
+function newSubmission(body: Record<string, unknown>, connection: ScoutConnection): Submission {
+  const batchId = body.batch_id;
+  if (batchId !== undefined && batchId !== null && (typeof batchId !== "string" || batchId === ""))
+    throw new DecodeError('"batch_id" must be a non-empty string');
+  return { events: [], ...appOf(connection), ...(batchId ? { batchId } : {}) };
+}
+
+function appOf(connection: ScoutConnection): { app?: string } {
+  return connection.app === undefined ? {} : { app: connection.app };
+}
+
+function commandName(message: unknown): string | undefined {
+  if (!isObject(message)) return undefined;
+  const keys = Object.keys(message);
+  return keys.length === 1 ? keys[0] : undefined;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function stringField(body: Record<string, unknown>, key: string): string {
+  const value = body[key];
+  if (typeof value !== "string" || value === "") throw new DecodeError(`"${key}" must be a non-empty string`);
+  return value;
+}
+
+/** A missing or unreadable timestamp means the receive time counts. */
+function timestamp(body: Record<string, unknown>, receivedAt: Micros): Micros {
+  const value = body.timestamp;
+  return typeof value === "string" ? (parseIsoMicros(value) ?? receivedAt) : receivedAt;
+}

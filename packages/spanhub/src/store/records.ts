@@ -1,0 +1,83 @@
+import type { EndStatus, RunStatus, SpanError, SpanLog, SpanStatus, Tags } from "../model/event.js";
+import type { Micros } from "../model/time.js";
+
+/** A run as the store keeps it: the read model over its event log. */
+export interface RunRecord {
+  id: string;
+  app: string | null;
+  name: string | null;
+  status: RunStatus;
+  reason: string | null;
+  error: SpanError | null;
+  startTime: Micros;
+  endTime: Micros | null;
+  tags: Tags;
+  host: string | null;
+  pid: number | null;
+  parentRunId: string | null;
+  parentSpanId: string | null;
+  spanCount: number;
+  errorCount: number;
+  /** A truthy `error` tag was seen on the run itself. */
+  errorTagged: boolean;
+  /** The highest event seq appended to the run's log. */
+  lastSeq: number;
+  /** Server time of the last event, for abandonment. */
+  lastEventAt: Micros;
+  lateCount: number;
+  /** 0 none, 1 first top-level span, 2 first `Controller/` or `Job/` span, 3 explicit. */
+  nameRank: number;
+}
+
+export interface SpanRecord {
+  id: string;
+  parentId: string | null;
+  name: string | null;
+  kind: string | null;
+  status: SpanStatus;
+  startTime: Micros | null;
+  endTime: Micros | null;
+  tags: Tags;
+  logs: SpanLog[];
+  error: SpanError | null;
+  rpcService: string | null;
+  rpcMethod: string | null;
+}
+
+export interface StoredEvent {
+  seq: number;
+  /** Server time of the append. */
+  ts: Micros;
+  kind: string;
+  late: boolean;
+  body: Record<string, unknown>;
+}
+
+export interface AppRecord {
+  app: string;
+  /** The latest `scout.metadata` value. */
+  metadata: unknown;
+  /** Latest value of every other application event type (CPU, memory, Register details). */
+  latest: Record<string, { value: unknown; time: Micros }>;
+  lastSeen: Micros;
+}
+
+export interface RunQuery {
+  status?: RunStatus;
+  /** Substring of the name. */
+  name?: string;
+  app?: string;
+  since?: Micros;
+  until?: Micros;
+  tag?: { key: string; value: string };
+  limit: number;
+  cursor?: string;
+}
+
+export interface RunPage {
+  runs: RunRecord[];
+  /** Pass back as `cursor` for the next page; absent on the last page. */
+  nextCursor?: string;
+}
+
+export type { EndStatus };

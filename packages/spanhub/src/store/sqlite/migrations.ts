@@ -1,0 +1,96 @@
+import type Database from "better-sqlite3";
+
+/**
+ * Schema migrations, in order; versions only increase. Pending ones run in one
+ * transaction, and a database written by a newer spanhub is refused.
+ */
+export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "runs, spans, append-only event log, batches, apps",
+    sql: `
+      CREATE TABLE runs (
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        app TEXT,
+        name TEXT,
+        name_rank INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        reason TEXT,
+        error TEXT,
+        start_us INTEGER NOT NULL,
+        end_us INTEGER,
+        tags TEXT NOT NULL DEFAULT '{}',
+        host TEXT,
+        pid INTEGER,
+        parent_run_id TEXT,
+        parent_span_id TEXT,
+        span_count INTEGER NOT NULL DEFAULT 0,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        error_tagged INTEGER NOT NULL DEFAULT 0,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_event_us INTEGER NOT NULL,
+        late_count INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX runs_by_start ON runs (start_us, rid);
+      CREATE INDEX runs_by_status ON runs (status, last_event_us);
+      CREATE INDEX runs_by_app ON runs (app, start_us);
+      CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+      CREATE TABLE events (
+        rid INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts_us INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        late INTEGER NOT NULL DEFAULT 0,
+        body TEXT NOT NULL,
+        PRIMARY KEY (rid, seq)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE spans (
+        rid INTEGER NOT NULL,
+        span_id TEXT NOT NULL,
+        parent_id TEXT,
+        name TEXT,
+        kind TEXT,
+        status TEXT NOT NULL,
+        start_us INTEGER,
+        end_us INTEGER,
+        tags TEXT NOT NULL,
+        logs TEXT,
+        error TEXT,
+        rpc_service TEXT,
+        rpc_method TEXT,
+        PRIMARY KEY (rid, span_id)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE batches (
+        batch_id TEXT PRIMARY KEY,
+        committed_us INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX batches_by_time ON batches (committed_us);
+
+      CREATE TABLE apps (
+        app TEXT PRIMARY KEY,
+        metadata TEXT,
+        latest TEXT NOT NULL DEFAULT '{}',
+        last_seen_us INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+export function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  const newest = MIGRATIONS.at(-1)?.version ?? 0;
+  if (current > newest)
+    throw new Error(
+      `this database has schema version ${current}, newer than this spanhub knows (${newest}); upgrade spanhub or point --data elsewhere`,
+    );
+  const pending = MIGRATIONS.filter((migration) => migration.version > current);
+  if (pending.length === 0) return;
+  db.transaction(() => {
+    for (const migration of pending) db.exec(migration.sql);
+    db.pragma(`user_version = ${newest}`);
+  }).immediate();
+}

@@ -1,0 +1,46 @@
+import type { Submission, SubmitResult } from "../model/event.js";
+import type { Micros } from "../model/time.js";
+import type { AppRecord, RunPage, RunQuery, RunRecord, SpanRecord, StoredEvent } from "./records.js";
+
+/**
+ * The one storage contract. SQLite and (later) PostgreSQL implement it and run the
+ * same conformance suite (`test/storeConformance.ts`).
+ *
+ * Writes:
+ * - `append` commits all its submissions in one transaction and resolves only once
+ *   that transaction is durable; it rejects when nothing was committed.
+ * - Each event gets the next `seq` of its run inside that transaction, so no
+ *   committed seq can later appear below one a reader has seen.
+ * - A submission whose `batchId` was committed before is reported as a duplicate
+ *   and not applied again (the window is `batchRetentionMs`).
+ * - Events for an ended run are appended marked late; they never start a new run.
+ *
+ * Reads return copies; callers may mutate them.
+ */
+export interface Store {
+  readonly engine: string;
+  append(submissions: Submission[]): Promise<SubmitResult[]>;
+  getRun(id: string): Promise<RunRecord | undefined>;
+  listRuns(query: RunQuery): Promise<RunPage>;
+  /** Every span of the run, in start order; empty when the run is unknown. */
+  listSpans(runId: string): Promise<SpanRecord[]>;
+  /** The run's log from `afterSeq` (exclusive), in seq order. */
+  listEvents(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]>;
+  listApps(): Promise<AppRecord[]>;
+  /** Ids of running runs with no event since `before`, oldest first. */
+  findIdleRuns(before: Micros, limit: number): Promise<string[]>;
+  /** Forgets batch ids committed before `before`. */
+  pruneBatches(before: Micros): Promise<number>;
+  /** A value that changes whenever any process commits to the store. */
+  changeToken(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface StoreConfig {
+  /** `sqlite` (default). */
+  engine?: string;
+  /** The data directory of the SQLite engine. */
+  dataDir: string;
+  /** `full` (default): an acknowledged commit survives power loss. `normal` survives process crashes only. */
+  durability?: "full" | "normal";
+}
