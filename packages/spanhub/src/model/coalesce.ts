@@ -72,7 +72,9 @@ export function coalesce(events: RunEvent[]): RunEvent[] {
 
 function mergeInto(target: RunStartEvent | SpanStartEvent, event: RunStartEvent | SpanStartEvent): void {
   const tags = { ...target.tags, ...event.tags };
-  Object.assign(target, event, { tags });
+  const logs =
+    "logs" in target && target.logs ? [...target.logs, ...(("logs" in event && event.logs) || [])] : undefined;
+  Object.assign(target, event, { tags }, logs ? { logs } : {});
 }
 
 /** A shallow copy whose tags and logs may be merged into without touching the caller's. */

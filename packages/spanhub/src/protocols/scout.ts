@@ -72,6 +72,9 @@ function decodeCommand(
     }
     case "CoreAgentVersion":
       return { command, reply: { CoreAgentVersion: { version: AGENT_VERSION, result: "Success" } }, skipped: [] };
+    case "Status":
+      // spanhub's own: the connection handler adds the agent's counters to the reply.
+      return { command, reply: success, skipped: [] };
     case "CoreAgentShutdown":
       return {
         command,

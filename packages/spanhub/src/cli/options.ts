@@ -1,0 +1,58 @@
+import { InvalidArgumentError, Option } from "commander";
+import pino, { type Logger } from "pino";
+import { defaultDataDir, defaultPort, defaultSocketPath } from "../config.js";
+import { parseDurationMs } from "../model/time.js";
+
+/** Options shared by several commands, with their environment defaults. */
+export const dataOption = () =>
+  new Option("--data <dir>", "data directory (env SPANHUB_DATA)").default(defaultDataDir(), "~/.local/share/spanhub");
+export const socketOption = () =>
+  new Option("--socket <path>", "agent Unix socket (env SPANHUB_SOCKET)").default(defaultSocketPath());
+export const hostOption = () => new Option("--host <host>", "HTTP address to bind").default("127.0.0.1");
+export const portOption = () =>
+  new Option("--port <port>", "HTTP port (env SPANHUB_PORT)").default(defaultPort()).argParser(parsePort);
+export const tokenOption = () =>
+  new Option("--token <token>", "API token, required off loopback (env SPANHUB_TOKEN)").default(
+    process.env.SPANHUB_TOKEN,
+    "$SPANHUB_TOKEN",
+  );
+export const maxFrameOption = () =>
+  new Option("--max-frame <bytes>", "largest frame, line or request body accepted")
+    .default(64 * 1024 * 1024, "64 MiB")
+    .argParser(parseBytes);
+export const abandonOption = () =>
+  new Option("--abandon-after <duration>", "mark a run crashed (abandoned) after this long without events")
+    .default(30 * 60_000, "30m")
+    .argParser(parseDuration);
+export const durabilityOption = () =>
+  new Option("--durability <mode>", "full: acknowledged data survives power loss; normal: process crashes only")
+    .choices(["full", "normal"])
+    .default("full");
+
+export function parsePort(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError("a port is 0 to 65535");
+  return port;
+}
+
+export function parseDuration(text: string): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined) throw new InvalidArgumentError("write a duration like 250ms, 30s, 5m or 1h30m");
+  return ms;
+}
+
+function parseBytes(text: string): number {
+  const match = /^(\d+)\s*(k|ki|kib|m|mi|mib|g|gib)?b?$/i.exec(text.trim());
+  if (!match) throw new InvalidArgumentError("write a size like 1048576, 512KiB or 64MiB");
+  const unit = (match[2] ?? "").toLowerCase()[0];
+  const factor = unit === "k" ? 1024 : unit === "m" ? 1024 ** 2 : unit === "g" ? 1024 ** 3 : 1;
+  return Number(match[1]) * factor;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+export function createLogger(): Logger {
+  return pino({ level: process.env.SPANHUB_LOG_LEVEL ?? "info" }, pino.destination({ fd: 2, sync: false }));
+}

@@ -1,0 +1,147 @@
+import { resolve } from "node:path";
+import { Command } from "commander";
+import { readAgentInfo } from "../agent/agentLock.js";
+import { socketAnswers } from "../agent/agentServer.js";
+import { AgentRunningError, type RunningSpanhub, type SpanhubOptions, startSpanhub } from "../runtime/startSpanhub.js";
+import {
+  abandonOption,
+  createLogger,
+  dataOption,
+  durabilityOption,
+  hostOption,
+  isLoopback,
+  maxFrameOption,
+  portOption,
+  socketOption,
+  tokenOption,
+} from "./options.js";
+
+interface ServeFlags {
+  data: string;
+  socket: string;
+  tcp?: string;
+  host: string;
+  port: number;
+  token?: string;
+  maxFrame: number;
+  abandonAfter: number;
+  durability: "full" | "normal";
+}
+
+export function upCommand(): Command {
+  return new Command("up")
+    .description("run the agent and the hub in one process on embedded SQLite (or the hub over a running agent's data)")
+    .addOption(dataOption())
+    .addOption(socketOption())
+    .option("--tcp <host:port>", "also accept agent connections on TCP (Scout agents default to 127.0.0.1:6590)")
+    .addOption(hostOption())
+    .addOption(portOption())
+    .addOption(tokenOption())
+    .addOption(maxFrameOption())
+    .addOption(abandonOption())
+    .addOption(durabilityOption())
+    .action(async (flags: ServeFlags, command: Command) => {
+      checkToken(flags);
+      const dataGiven = command.getOptionValueSource("data") !== "default" || process.env.SPANHUB_DATA !== undefined;
+      const running = await startUp(flags, dataGiven);
+      printAndWait(running, running.socket ? undefined : flags.socket);
+    });
+}
+
+export function hubCommand(): Command {
+  return new Command("hub")
+    .description("serve only the hub's HTTP API over a data directory")
+    .addOption(dataOption())
+    .addOption(hostOption())
+    .addOption(portOption())
+    .addOption(tokenOption())
+    .addOption(maxFrameOption())
+    .addOption(durabilityOption())
+    .action(async (flags: ServeFlags) => {
+      checkToken(flags);
+      printAndWait(await startSpanhub(baseOptions(flags, { hub: true, agent: false })), undefined);
+    });
+}
+
+async function startUp(flags: ServeFlags, dataGiven: boolean): Promise<RunningSpanhub> {
+  for (let attempt = 0; ; attempt++) {
+    if (await socketAnswers(flags.socket)) {
+      const info = readAgentInfo(flags.socket);
+      if (!info) throw new Error(`something answers on ${flags.socket} but it is not a spanhub agent`);
+      if (dataGiven && resolve(flags.data) !== resolve(info.dataDir))
+        throw new Error(
+          `the agent on ${flags.socket} (pid ${info.pid}) stores in ${info.dataDir}, not ${flags.data}; stop it with \`spanhub agent stop\` or pass its --data`,
+        );
+      process.stderr.write(`using the running agent (pid ${info.pid}) on ${flags.socket}\n`);
+      return startSpanhub(baseOptions({ ...flags, data: info.dataDir }, { hub: true, agent: false }));
+    }
+    try {
+      return await startSpanhub(baseOptions(flags, { hub: true, agent: true }));
+    } catch (error) {
+      // Another agent won the race to the socket: serve the hub over it instead.
+      if (!(error instanceof AgentRunningError) || attempt > 0) throw error;
+    }
+  }
+}
+
+function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean }): SpanhubOptions {
+  return {
+    dataDir: resolve(flags.data),
+    logger: createLogger(),
+    maxFrame: flags.maxFrame,
+    abandonAfterMs: flags.abandonAfter ?? 30 * 60_000,
+    durability: flags.durability,
+    ...(parts.agent ? { socket: resolve(flags.socket), ...(flags.tcp ? { tcp: flags.tcp } : {}) } : {}),
+    ...(parts.hub
+      ? { hub: { host: flags.host, port: flags.port, ...(flags.token ? { token: flags.token } : {}) } }
+      : {}),
+    ...testHooks(),
+  };
+}
+
+/** SPANHUB_TEST_KILL_BEFORE_COMMIT=N kills the process before its Nth group commit (tests only). */
+export function testHooks(): Pick<SpanhubOptions, "beforeCommit"> {
+  const killAt = Number(process.env.SPANHUB_TEST_KILL_BEFORE_COMMIT ?? 0);
+  if (!killAt) return {};
+  let commits = 0;
+  return {
+    beforeCommit: () => {
+      commits += 1;
+      if (commits >= killAt) process.kill(process.pid, "SIGKILL");
+    },
+  };
+}
+
+function checkToken(flags: ServeFlags): void {
+  if (!isLoopback(flags.host) && !flags.token)
+    throw new Error(`binding ${flags.host} exposes the API beyond this machine: pass --token (or set SPANHUB_TOKEN)`);
+}
+
+function printAndWait(running: RunningSpanhub, sharedSocket: string | undefined): void {
+  const lines = ["spanhub is up"];
+  if (running.url) lines.push(`  hub:    ${running.url}`);
+  if (running.socket ?? sharedSocket) lines.push(`  agent:  ${running.socket ?? sharedSocket}`);
+  if (running.tcp) lines.push(`  tcp:    ${running.tcp}`);
+  lines.push(`  data:   ${running.dataDir}`);
+  process.stdout.write(`${lines.join("\n")}\n`);
+  stopOnSignals(running);
+}
+
+export function stopOnSignals(running: RunningSpanhub): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`spanhub: ${signal}, stopping\n`);
+    void running.close().then(
+      () => process.exit(0),
+      (error: Error) => {
+        process.stderr.write(`spanhub: stop failed: ${error.message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  process.on("SIGHUP", stop);
+}

@@ -1,0 +1,220 @@
+import { timingSafeEqual } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import type { EventWriter } from "../ingest/eventWriter.js";
+import { type EndStatus, isEndStatus, RUN_STATUSES, type RunEvent, type RunStatus } from "../model/event.js";
+import { type Micros, nowMicros, parseUserTime } from "../model/time.js";
+import type { Metrics } from "../observability/metrics.js";
+import { DecodeError, decodeJsonEvent } from "../protocols/jsonLines.js";
+import { isAbandoned } from "../store/apply.js";
+import { CursorError } from "../store/cursor.js";
+import type { RunQuery } from "../store/records.js";
+import type { Store } from "../store/store.js";
+import { ApiError, badRequest, conflict, notFound } from "./apiError.js";
+import { runView, spanView } from "./views.js";
+
+export interface HubOptions {
+  store: Store;
+  writer: EventWriter;
+  metrics: Metrics;
+  logger: Logger;
+  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  token?: string;
+  maxBodyBytes: number;
+  /** False for a standalone agent's `--http`: only /healthz and /metrics. */
+  apiRoutes?: boolean;
+}
+
+const PATCH_STATUSES: EndStatus[] = ["crashed", "failed", "stopped", "cancelled", "timed_out", "ok"];
+
+/** The hub's HTTP API as a Fastify app; tests call it with `inject`, without a socket. */
+export function buildHubApp(options: HubOptions): FastifyInstance {
+  const { store, writer, metrics } = options;
+  // Fastify's own per-request logging stays off; the error handler logs server errors.
+  const app = Fastify({ bodyLimit: options.maxBodyBytes });
+
+  app.addContentTypeParser(["application/x-ndjson", "text/plain"], { parseAs: "string" }, (_request, body, done) =>
+    done(null, body),
+  );
+
+  if (options.token) {
+    const expected = Buffer.from(`Bearer ${options.token}`);
+    app.addHook("onRequest", async (request) => {
+      if (request.url === "/healthz") return;
+      const given = Buffer.from(request.headers.authorization ?? "");
+      if (given.length !== expected.length || !timingSafeEqual(given, expected))
+        throw new ApiError(401, "unauthorized", "send the hub's token as `Authorization: Bearer <token>`");
+    });
+  }
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
+    if (error instanceof ApiError)
+      return reply.status(error.status).send({ error: { code: error.code, message: error.message } });
+    const status = error.statusCode ?? 500;
+    if (status >= 500) options.logger.error({ err: error }, "request failed");
+    return reply
+      .status(status)
+      .send({ error: { code: status >= 500 ? "internal" : (error.code ?? "bad_request"), message: error.message } });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
+  );
+
+  app.get("/healthz", async () => ({ ok: true, engine: store.engine }));
+
+  app.get("/metrics", async (_request, reply) => {
+    reply.header("content-type", metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  if (options.apiRoutes === false) return app;
+
+  app.get("/api/v1/runs", async (request) => {
+    const page = await store.listRuns(runQuery(request.query as Record<string, string | undefined>)).catch((error) => {
+      throw error instanceof CursorError ? badRequest(error.message) : error;
+    });
+    return { runs: page.runs.map(runView), nextCursor: page.nextCursor ?? null };
+  });
+
+  app.get("/api/v1/runs/:id", async (request) => {
+    const { id } = request.params as { id: string };
+    const run = await store.getRun(id);
+    if (!run) throw notFound(`no run "${id}"`);
+    return runView(run);
+  });
+
+  app.get("/api/v1/runs/:id/spans", async (request) => {
+    const { id } = request.params as { id: string };
+    const [run, spans] = await Promise.all([store.getRun(id), store.listSpans(id)]);
+    if (!run) throw notFound(`no run "${id}"`);
+    return { runId: id, spans: spans.map(spanView) };
+  });
+
+  app.get("/api/v1/runs/:id/events", async (request) => {
+    const { id } = request.params as { id: string };
+    const query = request.query as Record<string, string | undefined>;
+    if (!(await store.getRun(id))) throw notFound(`no run "${id}"`);
+    const after = integer(query.after, "after", 0, 0);
+    const limit = integer(query.limit, "limit", 1000, 1, 10_000);
+    return { runId: id, events: await store.listEvents(id, after, limit) };
+  });
+
+  app.patch("/api/v1/runs/:id", async (request) => {
+    const { id } = request.params as { id: string };
+    const body = (request.body ?? {}) as { status?: unknown; reason?: unknown };
+    if (!isEndStatus(body.status) || !PATCH_STATUSES.includes(body.status))
+      throw badRequest(`"status" must be one of ${PATCH_STATUSES.join(", ")}`);
+    if (body.reason !== undefined && typeof body.reason !== "string") throw badRequest('"reason" must be a string');
+    const run = await store.getRun(id);
+    if (!run) throw notFound(`no run "${id}"`);
+    const endedOtherwise = () => conflict(`run "${id}" already ended as ${run.status}`);
+    if (run.status !== "running" && !isAbandoned(run)) {
+      if (run.status === body.status) return runView(run);
+      throw endedOtherwise();
+    }
+    const event: RunEvent = {
+      kind: "run_end",
+      runId: id,
+      time: nowMicros(),
+      status: body.status,
+      ...(body.reason ? { reason: body.reason } : {}),
+    };
+    const result = await writer.submit({ events: [event] });
+    const ended = await store.getRun(id);
+    if (result.lateEnds.includes(id) && ended?.status !== body.status) throw endedOtherwise();
+    return runView(ended ?? run);
+  });
+
+  app.post("/api/v1/events", async (request, reply) => {
+    const { events: raw, batchId } = eventsBody(request);
+    const receivedAt = nowMicros();
+    const events: RunEvent[] = [];
+    const rejected: { index: number; error: string }[] = [];
+    raw.forEach((value, index) => {
+      try {
+        const event = decodeJsonEvent(value, { receivedAt });
+        metrics.messages.labels("http", event.kind).inc();
+        events.push(event);
+      } catch (error) {
+        const problem = error instanceof DecodeError ? error : new DecodeError(String(error));
+        if (problem.reason === "rejected") metrics.rejected.labels("http", "unknown").inc();
+        else metrics.malformed.labels("http").inc();
+        rejected.push({ index, error: problem.message });
+      }
+    });
+    if (events.length === 0 && rejected.length > 0)
+      throw badRequest(`no event could be read; first problem: ${rejected[0]?.error}`);
+    metrics.httpEvents.inc(events.length);
+    const result = await writer.submit({ events, ...(batchId ? { batchId } : {}) });
+    reply.status(rejected.length > 0 ? 207 : 200);
+    return { accepted: events.length, duplicate: result.duplicate, rejected };
+  });
+
+  app.get("/api/v1/apps", async () => ({
+    apps: (await store.listApps()).map((record) => ({
+      ...record,
+      lastSeen: new Date(record.lastSeen / 1000).toISOString(),
+    })),
+  }));
+
+  return app;
+}
+
+function runQuery(query: Record<string, string | undefined>): RunQuery {
+  const result: RunQuery = { limit: integer(query.limit, "limit", 50, 1, 1000) };
+  if (query.status) {
+    if (!(RUN_STATUSES as readonly string[]).includes(query.status))
+      throw badRequest(`"status" must be one of ${RUN_STATUSES.join(", ")}`);
+    result.status = query.status as RunStatus;
+  }
+  if (query.name) result.name = query.name;
+  if (query.app) result.app = query.app;
+  if (query.since) result.since = time(query.since, "since");
+  if (query.until) result.until = time(query.until, "until");
+  if (query.tag) {
+    const at = query.tag.indexOf(":");
+    if (at <= 0) throw badRequest('"tag" must read key:value');
+    result.tag = { key: query.tag.slice(0, at), value: query.tag.slice(at + 1) };
+  }
+  if (query.cursor) result.cursor = query.cursor;
+  return result;
+}
+
+function time(text: string, name: string): Micros {
+  const value = parseUserTime(text);
+  if (value === undefined) throw badRequest(`"${name}" must be an RFC 3339 time or epoch milliseconds`);
+  return value;
+}
+
+function integer(text: string | undefined, name: string, fallback: number, min: number, max = 2 ** 53): number {
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw badRequest(`"${name}" must be an integer from ${min} to ${max}`);
+  return value;
+}
+
+/** A JSON array, `{"batch_id","events"}`, or NDJSON text. */
+function eventsBody(request: FastifyRequest): { events: unknown[]; batchId?: string } {
+  const body = request.body;
+  if (typeof body === "string") {
+    const events: unknown[] = [];
+    for (const [index, line] of body.split("\n").entries()) {
+      if (line.trim() === "") continue;
+      try {
+        events.push(JSON.parse(line));
+      } catch {
+        throw badRequest(`line ${index + 1} is not valid JSON`);
+      }
+    }
+    return { events };
+  }
+  if (Array.isArray(body)) return { events: body };
+  if (body && typeof body === "object" && Array.isArray((body as { events?: unknown }).events)) {
+    const { events, batch_id: batchId } = body as { events: unknown[]; batch_id?: unknown };
+    if (batchId !== undefined && (typeof batchId !== "string" || batchId === ""))
+      throw badRequest('"batch_id" must be a non-empty string');
+    return { events, ...(batchId ? { batchId } : {}) };
+  }
+  throw badRequest('send a JSON array of events, {"batch_id": "...", "events": [...]}, or NDJSON');
+}

@@ -1,0 +1,57 @@
+import type { Logger } from "pino";
+import { nowMicros } from "../model/time.js";
+import type { Store } from "../store/store.js";
+import type { EventWriter } from "./eventWriter.js";
+
+const BATCH_RETENTION_MS = 24 * 3600 * 1000;
+
+/**
+ * Ends runs that went quiet: a run with no event for `abandonAfterMs` is marked
+ * `crashed` with reason `abandoned` (a real end arriving later replaces that). A
+ * closed connection alone proves nothing, since writers reconnect. Also forgets
+ * batch ids older than a day.
+ */
+export class AbandonSweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly writer: EventWriter,
+    private readonly logger: Logger,
+    private readonly abandonAfterMs: number,
+  ) {}
+
+  start(): void {
+    const every = Math.max(50, Math.min(this.abandonAfterMs / 4, 60_000));
+    this.timer = setInterval(() => {
+      this.running ??= this.sweep().finally(() => {
+        this.running = undefined;
+      });
+    }, every);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  async sweep(): Promise<number> {
+    try {
+      const now = nowMicros();
+      const idle = await this.store.findIdleRuns(now - this.abandonAfterMs * 1000, 500);
+      for (const runId of idle) {
+        await this.writer.submit({
+          events: [{ kind: "run_end", runId, time: now, status: "crashed", reason: "abandoned" }],
+        });
+      }
+      if (idle.length > 0) this.logger.info({ runs: idle.length }, "marked quiet runs crashed (abandoned)");
+      await this.store.pruneBatches(now - BATCH_RETENTION_MS * 1000);
+      return idle.length;
+    } catch (error) {
+      this.logger.error({ err: error }, "abandon sweep failed; will try again");
+      return 0;
+    }
+  }
+}

@@ -1,0 +1,154 @@
+import { dirname } from "node:path";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { AgentLock, readAgentInfo } from "../agent/agentLock.js";
+import { AgentServer, socketAnswers } from "../agent/agentServer.js";
+import { ensurePrivateDir } from "../agent/privateDir.js";
+import { VERSION } from "../config.js";
+import { buildHubApp } from "../hub/hubApp.js";
+import { AbandonSweeper } from "../ingest/abandonSweeper.js";
+import { EventWriter } from "../ingest/eventWriter.js";
+import { Metrics } from "../observability/metrics.js";
+import { createStore } from "../store/createStore.js";
+import type { Store } from "../store/store.js";
+
+export interface SpanhubOptions {
+  dataDir: string;
+  logger: Logger;
+  /** Run the agent on this Unix socket. */
+  socket?: string;
+  /** Also accept agent connections on TCP `host:port`. */
+  tcp?: string;
+  /** Serve the hub's API on this address. */
+  hub?: { host: string; port: number; token?: string };
+  /** Serve only /healthz and /metrics here (a standalone agent's `--http`). */
+  opsHttp?: { host: string; port: number };
+  maxFrame: number;
+  abandonAfterMs: number;
+  durability?: "full" | "normal";
+  /** Test hook: called before every group commit. */
+  beforeCommit?: () => void;
+}
+
+export interface RunningSpanhub {
+  dataDir: string;
+  socket?: string;
+  tcp?: string;
+  url?: string;
+  opsUrl?: string;
+  store: Store;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+/** A live agent already owns the socket. */
+export class AgentRunningError extends Error {
+  constructor(
+    readonly socket: string,
+    readonly pid: number | undefined,
+  ) {
+    super(`an agent is already running on ${socket}${pid ? ` (pid ${pid})` : ""}`);
+  }
+}
+
+/** Starts the parts the options name (agent, hub, or both) over one store. */
+export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpanhub> {
+  const { logger } = options;
+  let lock: AgentLock | undefined;
+  if (options.socket) {
+    ensurePrivateDir(dirname(options.socket));
+    lock = AgentLock.tryAcquire(options.socket);
+    if (!lock) throw new AgentRunningError(options.socket, readAgentInfo(options.socket)?.pid);
+    if (await socketAnswers(options.socket)) {
+      lock.release();
+      throw new AgentRunningError(options.socket, undefined);
+    }
+  }
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const closer of closers.splice(0).reverse()) await closer();
+  };
+  try {
+    if (lock) closers.push(async () => lock.release());
+    const store = createStore({
+      dataDir: options.dataDir,
+      ...(options.durability ? { durability: options.durability } : {}),
+    });
+    closers.push(() => store.close());
+    const metrics = new Metrics();
+    const writer = new EventWriter(
+      store,
+      metrics,
+      logger,
+      options.beforeCommit ? { beforeCommit: options.beforeCommit } : {},
+    );
+    closers.push(() => writer.flush());
+    const running: RunningSpanhub = { dataDir: options.dataDir, store, metrics, close };
+    const startedAt = new Date().toISOString();
+
+    if (options.socket) {
+      const agent = new AgentServer({
+        writer,
+        metrics,
+        logger,
+        maxFrame: options.maxFrame,
+        status: async () => ({
+          version: VERSION,
+          pid: process.pid,
+          dataDir: options.dataDir,
+          startedAt,
+          counters: await metrics.summary(),
+        }),
+      });
+      closers.push(() => agent.close());
+      await agent.listenUnix(options.socket);
+      running.socket = options.socket;
+      if (options.tcp) {
+        const [host, port] = splitHostPort(options.tcp);
+        running.tcp = await agent.listenTcp(host, port);
+      }
+      const sweeper = new AbandonSweeper(store, writer, logger, options.abandonAfterMs);
+      sweeper.start();
+      closers.push(() => sweeper.stop());
+    }
+    const http = options.hub ?? options.opsHttp;
+    if (http) {
+      const app: FastifyInstance = buildHubApp({
+        store,
+        writer,
+        metrics,
+        logger,
+        maxBodyBytes: options.maxFrame,
+        apiRoutes: options.hub !== undefined,
+        ...(options.hub?.token ? { token: options.hub.token } : {}),
+      });
+      await app.listen({ host: http.host, port: http.port });
+      closers.push(() => app.close());
+      const address = app.server.address();
+      const port = typeof address === "object" && address ? address.port : http.port;
+      const url = `http://${http.host.includes(":") ? `[${http.host}]` : http.host}:${port}`;
+      if (options.hub) running.url = url;
+      else running.opsUrl = url;
+    }
+    if (lock && options.socket)
+      lock.publish({
+        pid: process.pid,
+        version: VERSION,
+        socket: options.socket,
+        dataDir: options.dataDir,
+        ...(running.tcp ? { tcp: running.tcp } : {}),
+        ...((running.url ?? running.opsUrl) ? { http: running.url ?? running.opsUrl } : {}),
+        startedAt,
+      });
+    return running;
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+export function splitHostPort(text: string): [string, number] {
+  const match = /^(?:tcp:\/\/)?(\[[^\]]+\]|[^:]+):(\d+)$/.exec(text);
+  if (!match) throw new Error(`"${text}" is not HOST:PORT`);
+  return [(match[1] as string).replace(/^\[|\]$/g, ""), Number(match[2])];
+}
