@@ -43,6 +43,8 @@ export function agentCommand(): Command {
     .addOption(maxFrameOption())
     .addOption(abandonOption())
     .addOption(durabilityOption())
+    // Options after `status`/`stop` belong to them, not to `agent`.
+    .enablePositionalOptions()
     .action(async (flags: AgentFlags) => {
       if (flags.daemonize) return daemonize(flags);
       const [httpHost, httpPort] = flags.http ? splitAddress(flags.http) : [];

@@ -8,7 +8,8 @@ import { hubCommand, upCommand } from "./serveCommands.js";
 const program = new Command("spanhub")
   .description("Self-hosted run tracing: an agent for Scout frames and JSON lines, a hub with an HTTP API.")
   .version(VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .enablePositionalOptions();
 
 program.addCommand(upCommand());
 program.addCommand(agentCommand());

@@ -42,7 +42,7 @@ export function upCommand(): Command {
     .addOption(durabilityOption())
     .action(async (flags: ServeFlags, command: Command) => {
       checkToken(flags);
-      const dataGiven = command.getOptionValueSource("data") !== "default" || process.env.SPANHUB_DATA !== undefined;
+      const dataGiven = command.getOptionValueSource("data") !== "default" || Boolean(process.env.SPANHUB_DATA);
       const running = await startUp(flags, dataGiven);
       printAndWait(running, running.socket ? undefined : flags.socket);
     });

@@ -72,9 +72,11 @@ export function coalesce(events: RunEvent[]): RunEvent[] {
 
 function mergeInto(target: RunStartEvent | SpanStartEvent, event: RunStartEvent | SpanStartEvent): void {
   const tags = { ...target.tags, ...event.tags };
-  const logs =
-    "logs" in target && target.logs ? [...target.logs, ...(("logs" in event && event.logs) || [])] : undefined;
-  Object.assign(target, event, { tags }, logs ? { logs } : {});
+  const earlierLogs = target.kind === "span_start" ? target.logs : undefined;
+  Object.assign(target, event, { tags });
+  // Logs append (in a fresh array, so a later span_log never pushes into the caller's).
+  if (target.kind === "span_start" && event.kind === "span_start" && event.logs)
+    target.logs = [...(earlierLogs ?? []), ...event.logs];
 }
 
 /** A shallow copy whose tags and logs may be merged into without touching the caller's. */

@@ -137,8 +137,11 @@ function decodeCommand(
   }
 }
 
+const REQUEST_COMMANDS = new Set(["StartRequest", "FinishRequest", "TagRequest", "StartSpan", "TagSpan", "StopSpan"]);
+
 /** One of the commands that describe a request and its spans. */
 function requestCommand(command: string, body: Record<string, unknown>, receivedAt: Micros): RunEvent {
+  if (!REQUEST_COMMANDS.has(command)) throw new DecodeError(`unknown command "${command}"`, "rejected");
   const runId = stringField(body, "request_id");
   const time = timestamp(body, receivedAt);
   switch (command) {
@@ -175,10 +178,8 @@ function requestCommand(command: string, body: Record<string, unknown>, received
         tags: { [tag]: body.value ?? null },
       };
     }
-    case "StopSpan":
-      return { kind: "span_end", runId, spanId: stringField(body, "span_id"), time };
     default:
-      throw new DecodeError(`unknown command "${command}"`, "rejected");
+      return { kind: "span_end", runId, spanId: stringField(body, "span_id"), time };
   }
 }
 

@@ -77,7 +77,12 @@ export class SqliteStore implements Store {
     this.db.pragma(`synchronous = ${config.durability === "normal" ? "NORMAL" : "FULL"}`);
     this.db.pragma("busy_timeout = 10000");
     this.db.pragma("cache_size = -65536");
-    migrate(this.db);
+    try {
+      migrate(this.db);
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
     const db = this.db;
     this.statements = {
       runById: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
@@ -137,7 +142,9 @@ export class SqliteStore implements Store {
           if (row) run = { rid: row.rid, record: runRecord(row), isNew: false };
           else {
             if (nextRid === 0) nextRid = (this.statements.maxRid.get() as number) + 1;
-            run = { rid: nextRid++, record: newRun(event.runId, submission.app, event.time, now), isNew: true };
+            // A coalesced span's `time` is its end: a run it creates starts when the span started.
+            const firstTime = event.kind === "span" ? event.startTime : event.time;
+            run = { rid: nextRid++, record: newRun(event.runId, submission.app, firstTime, now), isNew: true };
           }
           open.set(event.runId, run);
         }
@@ -252,8 +259,12 @@ export class SqliteStore implements Store {
     if (query.since !== undefined) where.push("start_us >= ?") && params.push(query.since);
     if (query.until !== undefined) where.push("start_us < ?") && params.push(query.until);
     if (query.tag) {
-      where.push("CAST(json_extract(tags, ?) AS TEXT) = ?");
-      params.push(`$."${query.tag.key.replaceAll('"', '\\"')}"`, query.tag.value);
+      // json_extract gives 1/0 for JSON true/false; compare booleans by their JSON text, as other engines do.
+      where.push(
+        "(CASE json_type(tags, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(tags, ?) AS TEXT) END) = ?",
+      );
+      const path = `$."${query.tag.key.replaceAll('"', '\\"')}"`;
+      params.push(path, path, query.tag.value);
     }
     if (query.cursor) {
       const [startUs, rid] = decodeCursor(query.cursor);

@@ -1,0 +1,167 @@
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { afterEach, describe, it } from "node:test";
+import { FrameClient, getJson, runCli, scoutBatch, sleep, startCli, tempHome, waitFor } from "./processHelpers.js";
+
+const homes: ReturnType<typeof tempHome>[] = [];
+const pids: number[] = [];
+function home() {
+  const made = tempHome();
+  homes.push(made);
+  return made;
+}
+afterEach(() => {
+  for (const pid of pids.splice(0)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  for (const made of homes.splice(0)) made.cleanup();
+});
+
+describe("agent and hub lifecycle", () => {
+  it("keeps every committed run across a restart of spanhub up", async () => {
+    const { data, socket } = home();
+    const first = await startCli(["up", "--data", data, "--socket", socket, "--port", "0"]);
+    const client = await FrameClient.open(socket);
+    for (let index = 0; index < 20; index++) await client.send(scoutBatch(`keep-${index}`, 5));
+    client.close();
+    assert.equal(await first.stop(), 0);
+    const second = await startCli(["up", "--data", data, "--socket", socket, "--port", "0"]);
+    const { body } = await getJson(`${second.url}/api/v1/runs?limit=100`);
+    assert.equal(body.runs.length, 20);
+    assert.ok(
+      body.runs.every((run: { spanCount: number; status: string }) => run.spanCount === 5 && run.status === "ok"),
+    );
+    await second.stop();
+  });
+
+  it("never acknowledges a batch whose commit did not happen (killed between receive and commit)", async () => {
+    const { data, socket } = home();
+    // The agent kills itself with SIGKILL right before its 6th group commit.
+    const agent = await startCli(["agent", "--data", data, "--socket", socket], {
+      SPANHUB_TEST_KILL_BEFORE_COMMIT: "6",
+    });
+    const client = await FrameClient.open(socket);
+    const acknowledged: string[] = [];
+    let sent = 0;
+    const closed = client.closed.then(() => "closed" as const);
+    for (let index = 0; index < 50; index++) {
+      const requestId = `ack-${index}`;
+      sent += 1;
+      const reply = await Promise.race([client.send(scoutBatch(requestId, 3)), closed]);
+      if (reply === "closed") break;
+      assert.deepEqual(reply, { BatchCommand: { result: "Success" } });
+      acknowledged.push(requestId);
+    }
+    assert.equal(await agent.exited, null, "the agent died of SIGKILL");
+    assert.equal(acknowledged.length, 5, "five commits happened before the kill");
+    assert.equal(sent, 6, "the sixth batch was received but never acknowledged");
+    const hub = await startCli(["hub", "--data", data, "--port", "0"]);
+    for (const requestId of acknowledged) {
+      const { status, body } = await getJson(`${hub.url}/api/v1/runs/${requestId}`);
+      assert.equal(status, 200, `${requestId} was acknowledged, so it must be stored`);
+      assert.equal(body.spanCount, 3);
+    }
+    assert.equal((await getJson(`${hub.url}/api/v1/runs/ack-5`)).status, 404);
+    await hub.stop();
+  });
+
+  it("lets only one agent own a socket: the second exits with status 3", async () => {
+    const { data, socket } = home();
+    const first = await startCli(["agent", "--data", data, "--socket", socket]);
+    const second = await runCli(["agent", "--data", data, "--socket", socket]);
+    assert.equal(second.code, 3);
+    assert.match(second.stderr, /already running/);
+    assert.equal(first.child.exitCode, null, "the first agent keeps running");
+    const client = await FrameClient.open(socket);
+    assert.ok((await client.send({ CoreAgentVersion: {} })).CoreAgentVersion);
+    client.close();
+    await first.stop();
+  });
+
+  it("replaces a stale socket left by an agent killed with SIGKILL", async () => {
+    const { data, socket } = home();
+    const first = await startCli(["agent", "--data", data, "--socket", socket]);
+    first.child.kill("SIGKILL");
+    await first.exited;
+    assert.ok(existsSync(socket), "the dead agent left its socket file");
+    const second = await startCli(["agent", "--data", data, "--socket", socket]);
+    const client = await FrameClient.open(socket);
+    assert.ok((await client.send({ CoreAgentVersion: {} })).CoreAgentVersion);
+    client.close();
+    await second.stop();
+  });
+
+  it("daemonizes, reports status, survives its launcher, and stops only by the operator's command", async () => {
+    const { data, socket } = home();
+    const started = await runCli(["agent", "--daemonize", "--data", data, "--socket", socket]);
+    assert.equal(started.code, 0, started.stderr);
+    const info = JSON.parse(readFileSync(socket.replace(/\.sock$/, ".json"), "utf8"));
+    pids.push(info.pid);
+    assert.match(started.stdout, new RegExp(`agent ${info.pid} started`));
+    const again = await runCli(["agent", "--daemonize", "--data", data, "--socket", socket]);
+    assert.equal(again.code, 3, "a second launch finds the running agent");
+    const client = await FrameClient.open(socket);
+    await client.send(scoutBatch("daemon-1", 2));
+    client.close();
+    const status = await runCli(["agent", "status", "--socket", socket, "--json"]);
+    assert.equal(status.code, 0);
+    const parsed = JSON.parse(status.stdout);
+    assert.equal(parsed.running, true);
+    assert.equal(parsed.pid, info.pid);
+    assert.equal(parsed.dataDir, data);
+    assert.ok(parsed.counters.eventsCommitted >= 2);
+    // `up` finds the live agent and serves the hub over its data directory.
+    const up = await startCli(["up", "--socket", socket, "--port", "0"], { SPANHUB_DATA: "" });
+    assert.match(up.stderr(), /using the running agent/);
+    assert.equal((await getJson(`${up.url}/api/v1/runs/daemon-1`)).body.spanCount, 2);
+    await up.stop();
+    const refused = await runCli(["up", "--socket", socket, "--data", `${data}-other`, "--port", "0"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /stores in/);
+    const stopped = await runCli(["agent", "stop", "--socket", socket]);
+    assert.equal(stopped.code, 0);
+    assert.match(stopped.stdout, /stopped agent/);
+    assert.equal((await runCli(["agent", "status", "--socket", socket])).code, 1);
+  });
+
+  it("refuses to bind beyond loopback without a token, and enforces the token it is given", async () => {
+    const { data, socket } = home();
+    const refused = await runCli(["up", "--data", data, "--socket", socket, "--host", "0.0.0.0", "--port", "0"], {
+      SPANHUB_TOKEN: "",
+    });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--token/);
+    const hub = await startCli(["up", "--data", data, "--socket", socket, "--port", "0", "--token", "s3cret"]);
+    assert.equal((await getJson(`${hub.url}/api/v1/runs`)).status, 401);
+    assert.equal((await getJson(`${hub.url}/api/v1/runs`, { headers: { authorization: "Bearer wrong" } })).status, 401);
+    assert.equal(
+      (await getJson(`${hub.url}/api/v1/runs`, { headers: { authorization: "Bearer s3cret" } })).status,
+      200,
+    );
+    assert.equal((await getJson(`${hub.url}/healthz`)).status, 200);
+    await hub.stop();
+  });
+
+  it("marks a quiet run crashed (abandoned), and a real end replaces that outcome", async () => {
+    const { data, socket } = home();
+    const hub = await startCli(["up", "--data", data, "--socket", socket, "--port", "0", "--abandon-after", "300ms"]);
+    const client = await FrameClient.open(socket);
+    await client.send({ StartRequest: { request_id: "quiet" } });
+    const crashed = await waitFor(async () => {
+      const { body } = await getJson(`${hub.url}/api/v1/runs/quiet`);
+      return body.status === "crashed" ? body : undefined;
+    }, "the quiet run to be abandoned");
+    assert.equal(crashed.reason, "abandoned");
+    await sleep(50);
+    await client.send({ FinishRequest: { request_id: "quiet" } });
+    client.close();
+    const { body } = await getJson(`${hub.url}/api/v1/runs/quiet`);
+    assert.equal(body.status, "ok");
+    assert.equal(body.reason, null);
+    await hub.stop();
+  });
+});
