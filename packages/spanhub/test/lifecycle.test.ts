@@ -164,4 +164,24 @@ describe("agent and hub lifecycle", () => {
     assert.equal(body.reason, null);
     await hub.stop();
   });
+
+  it("lets a hub process notice commits made by an agent process on the same store", async () => {
+    const { data, socket } = home();
+    const agent = await startCli(["agent", "--data", data, "--socket", socket]);
+    const hub = await startCli(["hub", "--data", data, "--port", "0"]);
+    const { body: first } = await getJson(`${hub.url}/api/v1/changes?waitMs=0`);
+    const waiting = getJson(`${hub.url}/api/v1/changes?after=${first.token}&waitMs=10000`);
+    await sleep(150);
+    const client = await FrameClient.open(socket);
+    await client.send(scoutBatch("cross-process", 2));
+    client.close();
+    const { body: next } = await waiting;
+    assert.equal(next.changed, true);
+    assert.notEqual(next.token, first.token);
+    assert.equal((await getJson(`${hub.url}/api/v1/runs/cross-process`)).body.spanCount, 2);
+    const quiet = await getJson(`${hub.url}/api/v1/changes?after=${next.token}&waitMs=200`);
+    assert.equal(quiet.body.changed, false);
+    await hub.stop();
+    await agent.stop();
+  });
 });

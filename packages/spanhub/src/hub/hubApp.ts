@@ -25,6 +25,9 @@ export interface HubOptions {
   apiRoutes?: boolean;
 }
 
+/** How often a waiting `/api/v1/changes` request checks the store (a cheap check). */
+const CHANGE_POLL_MS = 100;
+
 const PATCH_STATUSES: EndStatus[] = ["crashed", "failed", "stopped", "cancelled", "timed_out", "ok"];
 
 /** The hub's HTTP API as a Fastify app; tests call it with `inject`, without a socket. */
@@ -148,6 +151,19 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     const result = await writer.submit({ events, ...(batchId ? { batchId } : {}) });
     reply.status(rejected.length > 0 ? 207 : 200);
     return { accepted: events.length, duplicate: result.duplicate, rejected };
+  });
+
+  // Long poll for live views: answers once any process (this hub or an agent beside it) commits.
+  app.get("/api/v1/changes", async (request) => {
+    const query = request.query as Record<string, string | undefined>;
+    const waitMs = integer(query.waitMs, "waitMs", 25_000, 0, 60_000);
+    const deadline = Date.now() + waitMs;
+    let token = await store.changeToken();
+    while (token === query.after && Date.now() < deadline && !request.raw.destroyed) {
+      await new Promise((resolve) => setTimeout(resolve, CHANGE_POLL_MS));
+      token = await store.changeToken();
+    }
+    return { token, changed: token !== query.after };
   });
 
   app.get("/api/v1/apps", async () => ({
