@@ -67,7 +67,15 @@ describe("agent over a real Unix socket", () => {
   it("keeps two requests interleaved on one connection apart, one frame per command", async () => {
     const client = await FrameClient.open(home.socket);
     const replies = await Promise.all([
-      client.send({ Register: { app: "shop", key: "secret", api_version: "1.0", language: "nodejs" } }),
+      client.send({ Register: { app: "shop", key: "secret", api_version: "1.0", language: "nodejs", host: "web-1" } }),
+      client.send({
+        ApplicationEvent: {
+          event_type: "scout.metadata",
+          event_value: { language: "nodejs", framework: "express" },
+          source: "Pid: 7199",
+          timestamp: "2026-11-23T08:47:25.363Z",
+        },
+      }),
       client.send({ StartRequest: { request_id: "req-x" } }),
       client.send({ StartRequest: { request_id: "req-y" } }),
       client.send({ StartSpan: { request_id: "req-x", span_id: "x1", operation: "Controller/x" } }),
@@ -82,12 +90,19 @@ describe("agent over a real Unix socket", () => {
     ]);
     client.close();
     assert.deepEqual(replies[0], { Register: { id: null, result: "Success" } });
-    assert.deepEqual(replies[1], { StartRequest: { result: "Success" } });
-    assert.deepEqual(replies[7], { StopSpan: { result: "Success" } });
-    assert.deepEqual(replies[11], { FinishRequest: { result: "Success" } });
+    assert.deepEqual(replies[1], { ApplicationEvent: { result: "Success" } });
+    assert.deepEqual(replies[2], { StartRequest: { result: "Success" } });
+    assert.deepEqual(replies[8], { StopSpan: { result: "Success" } });
+    assert.deepEqual(replies[12], { FinishRequest: { result: "Success" } });
     const x = await run("req-x");
     const y = await run("req-y");
     assert.equal(x.app, "shop");
+    assert.equal(x.host, "web-1");
+    assert.equal(x.pid, 7199);
+    const { apps } = (await getJson(`${hub.url}/api/v1/apps`)).body;
+    const shop = apps.find((app: { app: string }) => app.app === "shop");
+    assert.deepEqual(shop.metadata, { language: "nodejs", framework: "express" });
+    assert.equal(shop.latest.Register.value.key, undefined, "the API key is never stored");
     assert.equal(x.status, "ok");
     assert.equal(x.spanCount, 1);
     assert.equal(y.status, "failed", "an error tag on a span fails the request");

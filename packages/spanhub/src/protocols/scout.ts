@@ -14,6 +14,9 @@ export const AGENT_VERSION = "1.5.1";
 export interface ScoutConnection {
   /** The app named by the connection's last `Register`. */
   app?: string;
+  /** The client's host (from `Register`) and process id (from an `ApplicationEvent` source `Pid: N`). */
+  host?: string;
+  pid?: number;
 }
 
 export type ScoutReply = Record<string, Record<string, unknown>>;
@@ -62,6 +65,7 @@ function decodeCommand(
     case "Register": {
       const app = stringField(body, "app");
       connection.app = app;
+      if (typeof body.host === "string" && body.host !== "") connection.host = body.host;
       const { key: _secret, ...details } = body;
       return {
         command,
@@ -106,7 +110,7 @@ function decodeCommand(
               ...(submission.appEvents ?? []),
               applicationEvent(memberBody, connection, receivedAt),
             ];
-          } else submission.events.push(requestCommand(name, memberBody, receivedAt));
+          } else submission.events.push(requestCommand(name, memberBody, connection, receivedAt));
         } catch (error) {
           skipped.push(error instanceof DecodeError ? error : new DecodeError(String(error)));
         }
@@ -131,7 +135,7 @@ function decodeCommand(
       return { command, submission, reply, skipped };
     }
     default: {
-      const events = [requestCommand(command, body, receivedAt)];
+      const events = [requestCommand(command, body, connection, receivedAt)];
       return { command, submission: { events, ...appOf(connection) }, reply: success, skipped: [] };
     }
   }
@@ -140,13 +144,18 @@ function decodeCommand(
 const REQUEST_COMMANDS = new Set(["StartRequest", "FinishRequest", "TagRequest", "StartSpan", "TagSpan", "StopSpan"]);
 
 /** One of the commands that describe a request and its spans. */
-function requestCommand(command: string, body: Record<string, unknown>, receivedAt: Micros): RunEvent {
+function requestCommand(
+  command: string,
+  body: Record<string, unknown>,
+  connection: ScoutConnection,
+  receivedAt: Micros,
+): RunEvent {
   if (!REQUEST_COMMANDS.has(command)) throw new DecodeError(`unknown command "${command}"`, "rejected");
   const runId = stringField(body, "request_id");
   const time = timestamp(body, receivedAt);
   switch (command) {
     case "StartRequest":
-      return { kind: "run_start", runId, time };
+      return dropUndefined({ kind: "run_start", runId, time, host: connection.host, pid: connection.pid });
     case "FinishRequest":
       return { kind: "run_end", runId, time };
     case "TagRequest": {
@@ -186,6 +195,8 @@ function requestCommand(command: string, body: Record<string, unknown>, received
 function applicationEvent(body: Record<string, unknown>, connection: ScoutConnection, receivedAt: Micros): AppEvent {
   const eventType = stringField(body, "event_type");
   const source = typeof body.source === "string" ? body.source : undefined;
+  const pid = source === undefined ? undefined : /^Pid: (\d+)$/.exec(source)?.[1];
+  if (pid !== undefined) connection.pid = Number(pid);
   return dropUndefined({
     app: connection.app ?? "unknown",
     eventType,
