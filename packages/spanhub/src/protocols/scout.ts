@@ -1,4 +1,4 @@
-import { coalesce } from "../model/coalesce.js";
+import { Coalescer, coalesce } from "../model/coalesce.js";
 import type { AppEvent, RunEvent, Submission } from "../model/event.js";
 import { type Micros, parseIsoMicros } from "../model/time.js";
 import { DecodeError, decodeJsonEvent, dropUndefined } from "./jsonLines.js";
@@ -99,6 +99,7 @@ function decodeCommand(
       if (!Array.isArray(members)) throw new DecodeError('BatchCommand needs a "commands" array');
       const submission = newSubmission(body, connection);
       const skipped: DecodeError[] = [];
+      const coalescer = new Coalescer();
       for (const member of members) {
         const name = commandName(member);
         const memberBody = name === undefined ? undefined : (member as Record<string, unknown>)[name];
@@ -110,12 +111,17 @@ function decodeCommand(
               ...(submission.appEvents ?? []),
               applicationEvent(memberBody, connection, receivedAt),
             ];
-          } else submission.events.push(requestCommand(name, memberBody, connection, receivedAt));
+          } else if (name === "TagSpan" || (name === "TagRequest" && memberBody.tag !== "spanhub.name")) {
+            const spanId = name === "TagSpan" ? stringField(memberBody, "span_id") : undefined;
+            const tag = stringField(memberBody, "tag");
+            const runId = stringField(memberBody, "request_id");
+            coalescer.tag(runId, spanId, tag, memberBody.value ?? null, timestamp(memberBody, receivedAt));
+          } else coalescer.add(requestCommand(name, memberBody, connection, receivedAt));
         } catch (error) {
           skipped.push(error instanceof DecodeError ? error : new DecodeError(String(error)));
         }
       }
-      submission.events = coalesce(submission.events);
+      submission.events = coalescer.events();
       return { command, submission, reply: success, skipped };
     }
     case "Events": {

@@ -148,7 +148,8 @@ function applySpanFields(span: SpanRecord, fields: SpanFields): void {
   if (fields.parentId !== undefined) span.parentId = fields.parentId;
   if (fields.name !== undefined) span.name = fields.name;
   if (fields.spanKind !== undefined) span.kind = fields.spanKind;
-  if (fields.tags) span.tags = { ...span.tags, ...fields.tags };
+  // A fresh span takes the event's tags as they are (no copy): tags are replaced, never mutated.
+  if (fields.tags) span.tags = isEmpty(span.tags) ? fields.tags : { ...span.tags, ...fields.tags };
   if (fields.rpcService !== undefined) span.rpcService = fields.rpcService;
   if (fields.rpcMethod !== undefined) span.rpcMethod = fields.rpcMethod;
   if (fields.logs) span.logs.push(...fields.logs);
@@ -159,4 +160,9 @@ function applySpanEnd(span: SpanRecord, end: SpanEndFields, time: Micros): void 
   span.status = end.status ?? (hasErrorTag(span.tags) ? "failed" : "ok");
   if (span.status === "ok" && hasErrorTag(span.tags)) span.status = "failed";
   if (end.error) span.error = end.error;
+}
+
+function isEmpty(tags: Record<string, unknown>): boolean {
+  for (const _key in tags) return false;
+  return true;
 }

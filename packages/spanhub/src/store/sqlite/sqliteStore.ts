@@ -59,6 +59,8 @@ interface OpenRun {
   rid: number;
   record: RunRecord;
   isNew: boolean;
+  /** For a run created in this transaction: its spans so far (no other can exist, so no lookup is needed). */
+  newSpans?: Set<string>;
 }
 
 /** The embedded engine: one SQLite file in WAL mode, shared by agent and hub processes. */
@@ -136,6 +138,7 @@ export class SqliteStore implements Store {
       }
       const lateEnds: string[] = [];
       for (const event of submission.events) {
+        let spanTagsJson: TagsJson | undefined;
         let run = open.get(event.runId);
         if (!run) {
           const row = this.statements.runById.get(event.runId) as RunRow | undefined;
@@ -144,7 +147,8 @@ export class SqliteStore implements Store {
             if (nextRid === 0) nextRid = (this.statements.maxRid.get() as number) + 1;
             // A coalesced span's `time` is its end: a run it creates starts when the span started.
             const firstTime = event.kind === "span" ? event.startTime : event.time;
-            run = { rid: nextRid++, record: newRun(event.runId, submission.app, firstTime, now), isNew: true };
+            const record = newRun(event.runId, submission.app, firstTime, now);
+            run = { rid: nextRid++, record, isNew: true, newSpans: new Set() };
           }
           open.set(event.runId, run);
         }
@@ -153,10 +157,17 @@ export class SqliteStore implements Store {
         if (late) record.lateCount += 1;
         if (event.kind === "run_start" || event.kind === "run_tag" || event.kind === "run_end") {
           if (!applyRunEvent(record, event, late)) lateEnds.push(record.id);
-        } else this.applySpan(run, event);
+        } else spanTagsJson = this.applySpan(run, event);
         record.lastSeq += 1;
         record.lastEventAt = now;
-        this.statements.insertEvent.run(run.rid, record.lastSeq, now, event.kind, late ? 1 : 0, eventBody(event));
+        this.statements.insertEvent.run(
+          run.rid,
+          record.lastSeq,
+          now,
+          event.kind,
+          late ? 1 : 0,
+          eventBody(event, spanTagsJson),
+        );
       }
       for (const appEvent of submission.appEvents ?? []) this.applyAppEvent(appEvent, now);
       results.push({ duplicate: false, lateEnds });
@@ -165,8 +176,11 @@ export class SqliteStore implements Store {
     return results;
   }
 
-  private applySpan(run: OpenRun, event: Exclude<RunEvent, { kind: "run_start" | "run_tag" | "run_end" }>): void {
-    const row = this.statements.spanById.get(run.rid, event.spanId) as SpanRow | undefined;
+  /** Applies a span event to its row; returns the row's tags JSON with the tags object it encodes. */
+  private applySpan(run: OpenRun, event: Exclude<RunEvent, { kind: "run_start" | "run_tag" | "run_end" }>): TagsJson {
+    const known = run.newSpans ? run.newSpans.has(event.spanId) : true;
+    const row = known ? (this.statements.spanById.get(run.rid, event.spanId) as SpanRow | undefined) : undefined;
+    run.newSpans?.add(event.spanId);
     const span = row ? spanRecord(row) : newSpan(event.spanId);
     applySpanEvent(run.record, span, !row, event);
     const tags = JSON.stringify(span.tags);
@@ -204,6 +218,7 @@ export class SqliteStore implements Store {
         span.rpcService,
         span.rpcMethod,
       );
+    return { tags: span.tags, json: tags };
   }
 
   private saveRun({ rid, record: run, isNew }: OpenRun): void {
@@ -348,10 +363,20 @@ function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (char) => `\\${char}`);
 }
 
+/** Tags already encoded for a span row, so the event body can reuse the text. */
+interface TagsJson {
+  tags: Record<string, unknown>;
+  json: string;
+}
+
 /** The stored body: the event without the fields its row already holds. */
-function eventBody(event: RunEvent): string {
+function eventBody(event: RunEvent, encoded: TagsJson | undefined): string {
   const { runId: _run, kind: _kind, ...body } = event;
-  return JSON.stringify(body);
+  if (!encoded || !("tags" in body) || body.tags !== encoded.tags) return JSON.stringify(body);
+  // Hot path, hand-spliced: the tags of a new span are encoded once, for its row and its event.
+  const { tags: _tags, ...rest } = body;
+  const head = JSON.stringify(rest);
+  return `${head.slice(0, -1)}${head.length > 2 ? "," : ""}"tags":${encoded.json}}`;
 }
 
 function runRecord(row: RunRow): RunRecord {
