@@ -43,7 +43,10 @@ export class Coalescer {
     switch (event.kind) {
       case "run_start":
       case "span_start":
-        if (target && target.kind === event.kind) return mergeStart(target, event);
+        if (target && target.kind === event.kind) {
+          mergeStart(target, event);
+          return;
+        }
         break;
       case "run_tag":
         if (target?.kind === "run_start" || target?.kind === "run_tag") {
@@ -53,8 +56,10 @@ export class Coalescer {
         }
         break;
       case "span_tag":
-        if (target?.kind === "span_start" || target?.kind === "span" || target?.kind === "span_tag")
-          return mergeTags(target, event.tags);
+        if (target?.kind === "span_start" || target?.kind === "span" || target?.kind === "span_tag") {
+          mergeTags(target, event.tags);
+          return;
+        }
         break;
       case "span_log":
         if (target?.kind === "span_start" || target?.kind === "span") {
