@@ -293,4 +293,29 @@ describe("agent over a real Unix socket", () => {
     assert.equal(frame.readUInt32BE(0), frame.length - 4);
     assert.equal(frame.subarray(4).toString("utf8"), '{"CoreAgentVersion":{}}');
   });
+
+  it("reads JSON lines that begin with a blank line or a byte order mark, and fails a span that reports an error", async () => {
+    const lines = [
+      { type: "span_start", run_id: "jl-bom", span_id: "a", name: "fetch" },
+      { type: "span_end", run_id: "jl-bom", span_id: "a", error: { type: "IOError", message: "reset" } },
+      { type: "run_end", run_id: "jl-bom" },
+    ].map((line) => JSON.stringify(line));
+    await writeAndClose(home.socket, `\n\ufeff${lines.join("\n")}\n`);
+    const view = await waitFor(async () => {
+      const candidate = await run("jl-bom");
+      return candidate.status === "running" || candidate.error ? undefined : candidate;
+    }, "the run to end");
+    assert.equal(view.status, "failed", "a failed span fails a run that ends without a status");
+    const [span] = await spans("jl-bom");
+    assert.equal(span?.status, "failed", "an error without a status fails the span");
+  });
+
+  it("labels unknown commands as (unknown) so clients cannot add metric series", async () => {
+    const client = await FrameClient.open(home.socket);
+    await client.send({ MadeUpCommand42: {} });
+    client.close();
+    const text = await (await fetch(`${hub.url}/metrics`)).text();
+    assert.doesNotMatch(text, /MadeUpCommand42/);
+    assert.match(text, /spanhub_agent_messages_total\{protocol="scout",command="\(unknown\)"\} [1-9]/);
+  });
 });

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 
@@ -27,7 +27,9 @@ export class AgentLock {
 
   /** The lock, or undefined when a live agent holds it. */
   static tryAcquire(socketPath: string): AgentLock | undefined {
-    const db = new Database(lockPath(socketPath), { timeout: 0 });
+    const path = lockPath(socketPath);
+    const db = new Database(path, { timeout: 0 });
+    chmodSync(path, 0o600);
     try {
       db.pragma("locking_mode = EXCLUSIVE");
       db.exec("BEGIN EXCLUSIVE");

@@ -7,7 +7,13 @@ import { nowMicros } from "../model/time.js";
 import type { Metrics } from "../observability/metrics.js";
 import { encodeFrame, FrameReader, LineReader } from "../protocols/framing.js";
 import { DecodeError, decodeJsonEvent, preview } from "../protocols/jsonLines.js";
-import { decodeScoutMessage, failure, type ScoutConnection, type ScoutReply } from "../protocols/scout.js";
+import {
+  decodeScoutMessage,
+  failure,
+  isKnownCommand,
+  type ScoutConnection,
+  type ScoutReply,
+} from "../protocols/scout.js";
 
 export interface ConnectionContext {
   writer: EventWriter;
@@ -20,7 +26,9 @@ export interface ConnectionContext {
   runId?: string;
 }
 
-const OPEN_BRACE = 0x7b;
+/** First bytes that start JSON lines: `{`, white space, or a UTF-8 byte order mark. A frame starts with its
+ * length's high byte, at most 0x04 under the largest --max-frame. */
+const JSON_LINES_FIRST_BYTES = new Set([0x7b, 0x20, 0x09, 0x0a, 0x0d, 0xef]);
 /** Bad input is logged for the first few times per connection, then every this many. */
 const LOG_EVERY = 1000;
 
@@ -36,7 +44,9 @@ export function serveConnection(socket: Socket, context: ConnectionContext): Pro
     let finish: () => void = () => {};
     socket.on("data", (chunk: Buffer) => {
       if (!handler) {
-        const mode = chunk[0] === OPEN_BRACE ? jsonLines(socket, context) : frames(socket, context);
+        const mode = JSON_LINES_FIRST_BYTES.has(chunk[0] as number)
+          ? jsonLines(socket, context)
+          : frames(socket, context);
         handler = mode.onData;
         finish = mode.onEnd;
       }
@@ -78,7 +88,8 @@ function frames(socket: Socket, context: ConnectionContext): Mode {
       return;
     }
     const decoded = decodeScoutMessage(message, connection, nowMicros());
-    metrics.messages.labels("scout", decoded.command).inc();
+    // Only known command names become label values, so clients cannot grow the series without bound.
+    metrics.messages.labels("scout", isKnownCommand(decoded.command) ? decoded.command : "(unknown)").inc();
     if (decoded.refused) {
       countProblem(metrics, "scout", decoded.refused);
       problems.report(decoded.refused.message, body);
@@ -91,7 +102,7 @@ function frames(socket: Socket, context: ConnectionContext): Mode {
     if (decoded.command === "Status" && !decoded.refused) {
       send(context.status().then((status) => ({ Status: { ...status, result: "Success" } })));
     } else if (submission && (submission.events.length > 0 || submission.appEvents?.length)) {
-      countUnknownStatuses(metrics, submission.events);
+      metrics.countUnknownStatuses(submission.events);
       send(
         writer.submit(submission).then(
           () => decoded.reply,
@@ -142,7 +153,7 @@ function jsonLines(socket: Socket, context: ConnectionContext): Mode {
       try {
         let value: unknown;
         try {
-          value = JSON.parse(item.value);
+          value = JSON.parse(item.value.charCodeAt(0) === 0xfeff ? item.value.slice(1) : item.value);
         } catch {
           throw new DecodeError("line is not valid JSON");
         }
@@ -156,7 +167,7 @@ function jsonLines(socket: Socket, context: ConnectionContext): Mode {
       }
     }
     if (events.length === 0) return;
-    countUnknownStatuses(metrics, events);
+    metrics.countUnknownStatuses(events);
     const submission: Submission = { events: coalesce(events) };
     // JSON lines carry no acknowledgement; a failed commit is logged by the writer.
     pending = writer.submit(submission).catch(() => undefined);
@@ -182,12 +193,6 @@ function pauseUntilDrained(socket: Socket, writer: EventWriter): void {
 function countProblem(metrics: Metrics, protocol: string, problem: DecodeError): void {
   if (problem.reason === "rejected") metrics.rejected.labels(protocol, "unknown").inc();
   else metrics.malformed.labels(protocol).inc();
-}
-
-function countUnknownStatuses(metrics: Metrics, events: RunEvent[]): void {
-  for (const event of events)
-    if ((event.kind === "span_end" || event.kind === "span" || event.kind === "run_end") && event.unknownStatus)
-      metrics.unknownStatus.inc();
 }
 
 /** Logs bad input with a short preview: the first few per connection, then one in LOG_EVERY. */

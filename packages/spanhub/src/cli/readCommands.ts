@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { Command } from "commander";
+import { Command, InvalidArgumentError } from "commander";
 import { runView, spanView } from "../hub/views.js";
 import type { RunStatus } from "../model/event.js";
 import { RUN_STATUSES } from "../model/event.js";
@@ -15,7 +15,7 @@ export function runsCommand(): Command {
     .option("--status <status>", `only runs with this status (${RUN_STATUSES.join(", ")})`)
     .option("--name <text>", "only runs whose name contains this")
     .option("--app <app>", "only runs of this app")
-    .option("--limit <n>", "how many", (text) => Number(text), 20)
+    .option("--limit <n>", "how many (1 to 1000)", parseLimit, 20)
     .option("--json", "print JSON")
     .action(
       async (flags: { data: string; status?: string; name?: string; app?: string; limit: number; json?: boolean }) => {
@@ -69,6 +69,13 @@ export function showCommand(): Command {
         await store.close();
       }
     });
+}
+
+function parseLimit(text: string): number {
+  const limit = Number(text);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw new InvalidArgumentError("a whole number from 1 to 1000");
+  return limit;
 }
 
 function table(header: string[], rows: string[][]): string {

@@ -56,6 +56,7 @@ export function hubCommand(): Command {
     .addOption(portOption())
     .addOption(tokenOption())
     .addOption(maxFrameOption())
+    .addOption(abandonOption())
     .addOption(durabilityOption())
     .action(async (flags: ServeFlags) => {
       checkToken(flags);
@@ -89,7 +90,7 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
     dataDir: resolve(flags.data),
     logger: createLogger(),
     maxFrame: flags.maxFrame,
-    abandonAfterMs: flags.abandonAfter ?? 30 * 60_000,
+    abandonAfterMs: flags.abandonAfter,
     durability: flags.durability,
     ...(parts.agent ? { socket: resolve(flags.socket), ...(flags.tcp ? { tcp: flags.tcp } : {}) } : {}),
     ...(parts.hub

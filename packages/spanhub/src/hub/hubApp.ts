@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { EventWriter } from "../ingest/eventWriter.js";
 import { type EndStatus, isEndStatus, RUN_STATUSES, type RunEvent, type RunStatus } from "../model/event.js";
-import { type Micros, nowMicros, parseUserTime } from "../model/time.js";
+import { formatMicros, type Micros, nowMicros, parseUserTime } from "../model/time.js";
 import type { Metrics } from "../observability/metrics.js";
 import { DecodeError, decodeJsonEvent } from "../protocols/jsonLines.js";
 import { isAbandoned } from "../store/apply.js";
@@ -25,6 +25,15 @@ export interface HubOptions {
   apiRoutes?: boolean;
 }
 
+/** Codes for errors Fastify raises itself (bad JSON, body too large, unknown content type). */
+const FRAMEWORK_CODES: Record<number, string> = {
+  404: "not_found",
+  413: "too_large",
+  415: "unsupported_media_type",
+  500: "internal",
+  503: "unavailable",
+};
+
 /** How often a waiting `/api/v1/changes` request checks the store (a cheap check). */
 const CHANGE_POLL_MS = 100;
 
@@ -43,7 +52,7 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
   if (options.token) {
     const expected = Buffer.from(`Bearer ${options.token}`);
     app.addHook("onRequest", async (request) => {
-      if (request.url === "/healthz") return;
+      if (request.url.split("?")[0] === "/healthz") return;
       const given = Buffer.from(request.headers.authorization ?? "");
       if (given.length !== expected.length || !timingSafeEqual(given, expected))
         throw new ApiError(401, "unauthorized", "send the hub's token as `Authorization: Bearer <token>`");
@@ -57,7 +66,7 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     if (status >= 500) options.logger.error({ err: error }, "request failed");
     return reply
       .status(status)
-      .send({ error: { code: status >= 500 ? "internal" : (error.code ?? "bad_request"), message: error.message } });
+      .send({ error: { code: FRAMEWORK_CODES[status] ?? "bad_request", message: error.message } });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
@@ -148,6 +157,7 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     if (events.length === 0 && rejected.length > 0)
       throw badRequest(`no event could be read; first problem: ${rejected[0]?.error}`);
     metrics.httpEvents.inc(events.length);
+    metrics.countUnknownStatuses(events);
     const result = await writer.submit({ events, ...(batchId ? { batchId } : {}) });
     reply.status(rejected.length > 0 ? 207 : 200);
     return { accepted: events.length, duplicate: result.duplicate, rejected };
@@ -169,7 +179,10 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
   app.get("/api/v1/apps", async () => ({
     apps: (await store.listApps()).map((record) => ({
       ...record,
-      lastSeen: new Date(record.lastSeen / 1000).toISOString(),
+      lastSeen: formatMicros(record.lastSeen),
+      latest: Object.fromEntries(
+        Object.entries(record.latest).map(([type, entry]) => [type, { ...entry, time: formatMicros(entry.time) }]),
+      ),
     })),
   }));
 

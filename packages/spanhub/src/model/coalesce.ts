@@ -120,7 +120,10 @@ export function coalesce(events: RunEvent[]): RunEvent[] {
 function mergeStart(target: RunStartEvent | SpanStartEvent, event: RunStartEvent | SpanStartEvent): void {
   const tags = { ...target.tags, ...event.tags };
   const earlierLogs = target.kind === "span_start" ? target.logs : undefined;
+  const spanStart = target.kind === "span_start" ? target.time : undefined;
   Object.assign(target, event, { tags });
+  // A repeated span start keeps the first start time (a run start's later time wins, as in the store).
+  if (spanStart !== undefined) target.time = spanStart;
   // Logs append (in a fresh array, so a later span_log never pushes into the caller's).
   if (target.kind === "span_start" && event.kind === "span_start" && event.logs)
     target.logs = [...(earlierLogs ?? []), ...event.logs];

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { RunEvent } from "../model/event.js";
 
 /** Every Prometheus metric a spanhub process exposes, on a registry of its own. */
 export class Metrics {
@@ -67,6 +68,13 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Counts end events whose wire status was not a known one. */
+  countUnknownStatuses(events: RunEvent[]): void {
+    for (const event of events)
+      if ((event.kind === "span_end" || event.kind === "span" || event.kind === "run_end") && event.unknownStatus)
+        this.unknownStatus.inc();
   }
 
   /** Totals for `spanhub agent status`. */

@@ -75,7 +75,8 @@ export function decodeJsonEvent(value: unknown, context: JsonEventContext): RunE
         runId,
         spanId,
         time: at,
-        parentId: optionalString(raw, "parent_id") ?? null,
+        // Absent on a repeated start: the parent stays as it was (a first start without one is a root).
+        parentId: "parent_id" in raw ? (optionalString(raw, "parent_id") ?? null) : undefined,
         name: optionalString(raw, "name"),
         spanKind: optionalString(raw, "kind"),
         tags: optionalTags(raw),

@@ -147,6 +147,20 @@ function decodeCommand(
   }
 }
 
+const OTHER_COMMANDS = new Set([
+  "Register",
+  "CoreAgentVersion",
+  "CoreAgentShutdown",
+  "ApplicationEvent",
+  "BatchCommand",
+  "Events",
+  "Status",
+]);
+
+export function isKnownCommand(command: string): boolean {
+  return REQUEST_COMMANDS.has(command) || OTHER_COMMANDS.has(command);
+}
+
 const REQUEST_COMMANDS = new Set(["StartRequest", "FinishRequest", "TagRequest", "StartSpan", "TagSpan", "StopSpan"]);
 
 /** One of the commands that describe a request and its spans. */

@@ -107,10 +107,11 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
         const [host, port] = splitHostPort(options.tcp);
         running.tcp = await agent.listenTcp(host, port);
       }
-      const sweeper = new AbandonSweeper(store, writer, logger, options.abandonAfterMs);
-      sweeper.start();
-      closers.push(() => sweeper.stop());
     }
+    // Any process that writes also ends quiet runs and forgets old batch ids (a hub alone takes HTTP events).
+    const sweeper = new AbandonSweeper(store, writer, logger, options.abandonAfterMs);
+    sweeper.start();
+    closers.push(() => sweeper.stop());
     const http = options.hub ?? options.opsHttp;
     if (http) {
       const app: FastifyInstance = buildHubApp({

@@ -62,7 +62,7 @@ export function applyRunEvent(run: RunRecord, event: RunEvent, late: boolean): b
       return true;
     case "run_end":
       if (late) return false;
-      run.status = event.status ?? (run.errorTagged || run.errorCount > 0 ? "failed" : "ok");
+      run.status = event.status ?? (event.error || run.errorTagged || run.errorCount > 0 ? "failed" : "ok");
       run.reason = event.reason ?? null;
       run.error = event.error ?? null;
       run.endTime = Math.max(event.time, run.startTime);
@@ -115,7 +115,8 @@ export function applySpanEvent(run: RunRecord, span: SpanRecord, isNew: boolean,
   switch (event.kind) {
     case "span_start":
       applySpanFields(span, event);
-      span.startTime = event.time;
+      // A repeated start updates the span but keeps its first start time.
+      span.startTime ??= event.time;
       break;
     case "span":
       applySpanFields(span, event);
@@ -157,7 +158,7 @@ function applySpanFields(span: SpanRecord, fields: SpanFields): void {
 
 function applySpanEnd(span: SpanRecord, end: SpanEndFields, time: Micros): void {
   span.endTime = time;
-  span.status = end.status ?? (hasErrorTag(span.tags) ? "failed" : "ok");
+  span.status = end.status ?? (end.error || hasErrorTag(span.tags) ? "failed" : "ok");
   if (span.status === "ok" && hasErrorTag(span.tags)) span.status = "failed";
   if (end.error) span.error = end.error;
 }
