@@ -1,0 +1,109 @@
+import type { AppRecord, RunRecord, SpanRecord } from "../records.js";
+
+/** SQLite rows and their mapping to records, shared by the read side and the writer thread. */
+export const RUN_COLUMNS = `rid, id, app, name, name_rank, status, reason, error, start_us, end_us, tags, host, pid,
+  parent_run_id, parent_span_id, span_count, error_count, error_tagged, last_seq, last_event_us, late_count`;
+
+export const SPAN_COLUMNS =
+  "span_id, parent_id, name, kind, status, start_us, end_us, tags, logs, error, rpc_service, rpc_method";
+
+export interface RunRow {
+  rid: number;
+  id: string;
+  app: string | null;
+  name: string | null;
+  name_rank: number;
+  status: string;
+  reason: string | null;
+  error: string | null;
+  start_us: number;
+  end_us: number | null;
+  tags: string;
+  host: string | null;
+  pid: number | null;
+  parent_run_id: string | null;
+  parent_span_id: string | null;
+  span_count: number;
+  error_count: number;
+  error_tagged: number;
+  last_seq: number;
+  last_event_us: number;
+  late_count: number;
+}
+
+export interface SpanRow {
+  span_id: string;
+  parent_id: string | null;
+  name: string | null;
+  kind: string | null;
+  status: string;
+  start_us: number | null;
+  end_us: number | null;
+  tags: string;
+  logs: string | null;
+  error: string | null;
+  rpc_service: string | null;
+  rpc_method: string | null;
+}
+
+export interface AppRow {
+  app: string;
+  metadata: string | null;
+  latest: string;
+  last_seen_us: number;
+}
+
+export function placeholders(count: number): string {
+  return Array.from({ length: count }, () => "?").join(", ");
+}
+
+export function runRecord(row: RunRow): RunRecord {
+  return {
+    id: row.id,
+    app: row.app,
+    name: row.name,
+    status: row.status as RunRecord["status"],
+    reason: row.reason,
+    error: row.error === null ? null : JSON.parse(row.error),
+    startTime: row.start_us,
+    endTime: row.end_us,
+    tags: JSON.parse(row.tags),
+    host: row.host,
+    pid: row.pid,
+    parentRunId: row.parent_run_id,
+    parentSpanId: row.parent_span_id,
+    spanCount: row.span_count,
+    errorCount: row.error_count,
+    errorTagged: row.error_tagged === 1,
+    lastSeq: row.last_seq,
+    lastEventAt: row.last_event_us,
+    lateCount: row.late_count,
+    nameRank: row.name_rank,
+  };
+}
+
+export function spanRecord(row: SpanRow): SpanRecord {
+  return {
+    id: row.span_id,
+    parentId: row.parent_id,
+    name: row.name,
+    kind: row.kind,
+    status: row.status as SpanRecord["status"],
+    startTime: row.start_us,
+    endTime: row.end_us,
+    tags: JSON.parse(row.tags),
+    logs: row.logs === null ? [] : JSON.parse(row.logs),
+    error: row.error === null ? null : JSON.parse(row.error),
+    rpcService: row.rpc_service,
+    rpcMethod: row.rpc_method,
+  };
+}
+
+export function appRecord(row: AppRow): AppRecord {
+  return {
+    app: row.app,
+    metadata: row.metadata === null ? null : JSON.parse(row.metadata),
+    latest: JSON.parse(row.latest),
+    lastSeen: row.last_seen_us,
+  };
+}

@@ -1,0 +1,217 @@
+import type Database from "better-sqlite3";
+import type { AppEvent, RunEvent, Submission, SubmitResult } from "../../model/event.js";
+import { type Micros, nowMicros } from "../../model/time.js";
+import { applyRunEvent, applySpanEvent, isLate, newRun, newSpan } from "../apply.js";
+import type { RunRecord } from "../records.js";
+import {
+  type AppRow,
+  appRecord,
+  placeholders,
+  RUN_COLUMNS,
+  type RunRow,
+  runRecord,
+  SPAN_COLUMNS,
+  type SpanRow,
+  spanRecord,
+} from "./rows.js";
+
+/** A run loaded into a write transaction, saved once at its end. */
+interface OpenRun {
+  rid: number;
+  record: RunRecord;
+  isNew: boolean;
+  /** For a run created in this transaction: its spans so far (no other can exist, so no lookup is needed). */
+  newSpans?: Set<string>;
+}
+
+/**
+ * The SQLite write path: applies submissions to the log and the read models in one
+ * IMMEDIATE transaction. It runs in the writer thread, on that thread's connection.
+ */
+export class SqliteWriter {
+  private readonly statements;
+  private readonly appendTransaction: Database.Transaction<(submissions: Submission[]) => SubmitResult[]>;
+
+  constructor(db: Database.Database) {
+    this.statements = {
+      runById: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
+      maxRid: db.prepare("SELECT coalesce(max(rid), 0) AS rid FROM runs").pluck(),
+      insertRun: db.prepare(`INSERT INTO runs (${RUN_COLUMNS}) VALUES (${placeholders(21)})`),
+      updateRun: db.prepare(`UPDATE runs SET app = ?, name = ?, name_rank = ?, status = ?, reason = ?, error = ?,
+        start_us = ?, end_us = ?, tags = ?, host = ?, pid = ?, parent_run_id = ?, parent_span_id = ?,
+        span_count = ?, error_count = ?, error_tagged = ?, last_seq = ?, last_event_us = ?, late_count = ?
+        WHERE rid = ?`),
+      insertEvent: db.prepare("INSERT INTO events (rid, seq, ts_us, kind, late, body) VALUES (?, ?, ?, ?, ?, ?)"),
+      spanById: db.prepare(`SELECT ${SPAN_COLUMNS} FROM spans WHERE rid = ? AND span_id = ?`),
+      insertSpan: db.prepare(`INSERT INTO spans (rid, ${SPAN_COLUMNS}) VALUES (${placeholders(13)})`),
+      updateSpan: db.prepare(`UPDATE spans SET parent_id = ?, name = ?, kind = ?, status = ?, start_us = ?,
+        end_us = ?, tags = ?, logs = ?, error = ?, rpc_service = ?, rpc_method = ? WHERE rid = ? AND span_id = ?`),
+      insertBatch: db.prepare("INSERT INTO batches (batch_id, committed_us) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+      pruneBatches: db.prepare("DELETE FROM batches WHERE committed_us < ?"),
+      appByName: db.prepare("SELECT app, metadata, latest, last_seen_us FROM apps WHERE app = ?"),
+      upsertApp: db.prepare(`INSERT INTO apps (app, metadata, latest, last_seen_us) VALUES (?, ?, ?, ?)
+        ON CONFLICT (app) DO UPDATE SET metadata = excluded.metadata, latest = excluded.latest,
+        last_seen_us = excluded.last_seen_us`),
+    };
+    this.appendTransaction = db.transaction((submissions: Submission[]) => this.applySubmissions(submissions));
+  }
+
+  /** IMMEDIATE: takes the write lock first, so writers in other processes queue on busy_timeout. */
+  append(submissions: Submission[]): SubmitResult[] {
+    return this.appendTransaction.immediate(submissions);
+  }
+
+  pruneBatches(before: Micros): number {
+    return this.statements.pruneBatches.run(before).changes;
+  }
+
+  private applySubmissions(submissions: Submission[]): SubmitResult[] {
+    const now = nowMicros();
+    const open = new Map<string, OpenRun>();
+    let nextRid = 0;
+    const results: SubmitResult[] = [];
+    for (const submission of submissions) {
+      if (submission.batchId !== undefined && this.statements.insertBatch.run(submission.batchId, now).changes === 0) {
+        results.push({ duplicate: true, lateEnds: [] });
+        continue;
+      }
+      const lateEnds: string[] = [];
+      for (const event of submission.events) {
+        let spanTagsJson: TagsJson | undefined;
+        let run = open.get(event.runId);
+        if (!run) {
+          const row = this.statements.runById.get(event.runId) as RunRow | undefined;
+          if (row) run = { rid: row.rid, record: runRecord(row), isNew: false };
+          else {
+            if (nextRid === 0) nextRid = (this.statements.maxRid.get() as number) + 1;
+            // A coalesced span's `time` is its end: a run it creates starts when the span started.
+            const firstTime = event.kind === "span" ? event.startTime : event.time;
+            const record = newRun(event.runId, submission.app, firstTime, now);
+            run = { rid: nextRid++, record, isNew: true, newSpans: new Set() };
+          }
+          open.set(event.runId, run);
+        }
+        const record = run.record;
+        const late = isLate(record, event);
+        if (late) record.lateCount += 1;
+        if (event.kind === "run_start" || event.kind === "run_tag" || event.kind === "run_end") {
+          if (!applyRunEvent(record, event, late)) lateEnds.push(record.id);
+        } else spanTagsJson = this.applySpan(run, event);
+        record.lastSeq += 1;
+        record.lastEventAt = now;
+        this.statements.insertEvent.run(
+          run.rid,
+          record.lastSeq,
+          now,
+          event.kind,
+          late ? 1 : 0,
+          eventBody(event, spanTagsJson),
+        );
+      }
+      for (const appEvent of submission.appEvents ?? []) this.applyAppEvent(appEvent, now);
+      results.push({ duplicate: false, lateEnds });
+    }
+    for (const run of open.values()) this.saveRun(run);
+    return results;
+  }
+
+  /** Applies a span event to its row; returns the row's tags JSON with the tags object it encodes. */
+  private applySpan(run: OpenRun, event: Exclude<RunEvent, { kind: "run_start" | "run_tag" | "run_end" }>): TagsJson {
+    const known = run.newSpans ? run.newSpans.has(event.spanId) : true;
+    const row = known ? (this.statements.spanById.get(run.rid, event.spanId) as SpanRow | undefined) : undefined;
+    run.newSpans?.add(event.spanId);
+    const span = row ? spanRecord(row) : newSpan(event.spanId);
+    applySpanEvent(run.record, span, !row, event);
+    const tags = JSON.stringify(span.tags);
+    const logs = span.logs.length === 0 ? null : JSON.stringify(span.logs);
+    const error = span.error ? JSON.stringify(span.error) : null;
+    if (row)
+      this.statements.updateSpan.run(
+        span.parentId,
+        span.name,
+        span.kind,
+        span.status,
+        span.startTime,
+        span.endTime,
+        tags,
+        logs,
+        error,
+        span.rpcService,
+        span.rpcMethod,
+        run.rid,
+        span.id,
+      );
+    else
+      this.statements.insertSpan.run(
+        run.rid,
+        span.id,
+        span.parentId,
+        span.name,
+        span.kind,
+        span.status,
+        span.startTime,
+        span.endTime,
+        tags,
+        logs,
+        error,
+        span.rpcService,
+        span.rpcMethod,
+      );
+    return { tags: span.tags, json: tags };
+  }
+
+  private saveRun({ rid, record: run, isNew }: OpenRun): void {
+    const values = [
+      run.app,
+      run.name,
+      run.nameRank,
+      run.status,
+      run.reason,
+      run.error ? JSON.stringify(run.error) : null,
+      run.startTime,
+      run.endTime,
+      JSON.stringify(run.tags),
+      run.host,
+      run.pid,
+      run.parentRunId,
+      run.parentSpanId,
+      run.spanCount,
+      run.errorCount,
+      run.errorTagged ? 1 : 0,
+      run.lastSeq,
+      run.lastEventAt,
+      run.lateCount,
+    ];
+    if (isNew) this.statements.insertRun.run(rid, run.id, ...values);
+    else this.statements.updateRun.run(...values, rid);
+  }
+
+  private applyAppEvent(event: AppEvent, now: Micros): void {
+    const row = this.statements.appByName.get(event.app) as AppRow | undefined;
+    const app = row ? appRecord(row) : { app: event.app, metadata: null, latest: {}, lastSeen: now };
+    if (event.eventType === "scout.metadata") app.metadata = event.value;
+    else app.latest[event.eventType] = { value: event.value, time: event.time };
+    this.statements.upsertApp.run(
+      app.app,
+      app.metadata === null ? null : JSON.stringify(app.metadata),
+      JSON.stringify(app.latest),
+      now,
+    );
+  }
+}
+
+/** Tags already encoded for a span row, so the event body can reuse the text. */
+interface TagsJson {
+  tags: Record<string, unknown>;
+  json: string;
+}
+
+/** The stored body: the event without the fields its row already holds. */
+function eventBody(event: RunEvent, encoded: TagsJson | undefined): string {
+  const { runId: _run, kind: _kind, ...body } = event;
+  if (!encoded || !("tags" in body) || body.tags !== encoded.tags) return JSON.stringify(body);
+  // Hot path, hand-spliced: the tags of a new span are encoded once, for its row and its event.
+  const { tags: _tags, ...rest } = body;
+  const head = JSON.stringify(rest);
+  return `${head.slice(0, -1)}${head.length > 2 ? "," : ""}"tags":${encoded.json}}`;
+}

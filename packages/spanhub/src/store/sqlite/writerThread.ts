@@ -1,0 +1,72 @@
+import { Worker } from "node:worker_threads";
+import type { Submission, SubmitResult } from "../../model/event.js";
+import type { Micros } from "../../model/time.js";
+
+export type WriterRequest =
+  | { id: number; type: "append"; submissions: Submission[] }
+  | { id: number; type: "prune"; before: Micros }
+  | { id: number; type: "close" };
+
+export type WriterResponse =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; message: string; code?: string };
+
+interface Waiter {
+  resolve: (value: never) => void;
+  reject: (error: Error) => void;
+}
+
+/** The client side of the SQLite writer thread (`writerMain.ts`): one request in, one response out, by id. */
+export class WriterThread {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, Waiter>();
+  private nextId = 1;
+  private exited: Promise<void>;
+  dead = false;
+
+  constructor(dbPath: string, durability: "full" | "normal") {
+    this.worker = new Worker(new URL("./writerMain.js", import.meta.url), { workerData: { dbPath, durability } });
+    this.worker.on("message", (response: WriterResponse) => {
+      const waiter = this.waiting.get(response.id);
+      this.waiting.delete(response.id);
+      if (!waiter) return;
+      if (response.ok) waiter.resolve(response.value as never);
+      else waiter.reject(Object.assign(new Error(response.message), { code: response.code }));
+    });
+    this.exited = new Promise((resolve) => {
+      this.worker.once("exit", () => {
+        this.dead = true;
+        this.failAll(new Error("the SQLite writer thread stopped"));
+        resolve();
+      });
+    });
+    this.worker.on("error", (error) => this.failAll(error));
+  }
+
+  append(submissions: Submission[]): Promise<SubmitResult[]> {
+    return this.call({ id: 0, type: "append", submissions });
+  }
+
+  pruneBatches(before: Micros): Promise<number> {
+    return this.call({ id: 0, type: "prune", before });
+  }
+
+  async close(): Promise<void> {
+    if (!this.dead) await this.call({ id: 0, type: "close" }).catch(() => undefined);
+    await this.exited;
+  }
+
+  private call<T>(request: WriterRequest): Promise<T> {
+    if (this.dead) return Promise.reject(new Error("the SQLite writer thread stopped"));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (value: never) => void, reject });
+      this.worker.postMessage({ ...request, id });
+    });
+  }
+
+  private failAll(error: Error): void {
+    for (const waiter of this.waiting.values()) waiter.reject(error);
+    this.waiting.clear();
+  }
+}
