@@ -136,6 +136,7 @@ export function writeAndClose(path: string, bytes: string | Buffer): Promise<voi
   });
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests read many response shapes
 export async function getJson(url: string, init?: RequestInit): Promise<{ status: number; body: any }> {
   const response = await fetch(url, init);
   const text = await response.text();

@@ -37,7 +37,13 @@ export class SqliteStore implements Store {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     this.dbPath = join(config.dataDir, "spanhub.db");
     this.db = openDatabase(this.dbPath, config.durability ?? "full");
-    migrate(this.db);
+    try {
+      migrate(this.db);
+    } catch (error) {
+      // A refused (newer) database must not leave its file open.
+      this.db.close();
+      throw error;
+    }
     const db = this.db;
     this.statements = {
       runById: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),

@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { createStore } from "../src/store/createStore.js";
+import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
+import type { Store, StoreConfig } from "../src/store/store.js";
+import { makeTempDir, removeDir, runEnd, runStart, runTag, span, spanLog, spanStart, T0 } from "./helpers.js";
+import { runStoreConformance } from "./storeConformance.js";
+
+/** How many of this process's file descriptors are open on `file` (Linux); undefined elsewhere. */
+function openHandles(file: string): number | undefined {
+  if (!existsSync("/proc/self/fd")) return undefined;
+  let count = 0;
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === file) count += 1;
+    } catch {
+      // closed while listing
+    }
+  }
+  return count;
+}
+
+/** Data directories made by the current test; removed after it (after the suite has closed its store). */
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) removeDir(dir);
+});
+
+function newDataDir(): string {
+  const dir = makeTempDir("spanhub-store-");
+  dirs.push(dir);
+  return dir;
+}
+
+runStoreConformance("sqlite", async () => createStore({ dataDir: newDataDir() }));
+
+describe("SQLite store", () => {
+  /** Opens a store and closes it after `use`, even when `use` fails. */
+  async function withStore<T>(config: StoreConfig, use: (store: Store) => Promise<T>): Promise<T> {
+    const store = createStore(config);
+    try {
+      return await use(store);
+    } finally {
+      await store.close();
+    }
+  }
+
+  it("creates its database file in the data directory, which it makes when missing", async () => {
+    const dataDir = join(newDataDir(), "nested", "data");
+    await withStore({ dataDir }, async (store) => {
+      assert.equal(store.engine, "sqlite");
+    });
+    assert.ok(existsSync(join(dataDir, "spanhub.db")));
+    const db = new Database(join(dataDir, "spanhub.db"), { readonly: true });
+    try {
+      assert.equal(db.pragma("user_version", { simple: true }), MIGRATIONS.at(-1)?.version);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("keeps everything across close and reopen of the same data directory", async () => {
+    const dataDir = newDataDir();
+    await withStore({ dataDir }, async (store) => {
+      await store.append([
+        {
+          batchId: "b-durable",
+          app: "shop",
+          events: [
+            runStart("r", T0, { name: "kept", tags: { env: "prod" } }),
+            spanStart("r", "s", null, T0 + 1, { name: "Controller/users" }),
+            spanLog("r", "s", T0 + 2, "hello"),
+            runTag("r", T0 + 3, { user: 7 }),
+          ],
+          appEvents: [{ app: "shop", eventType: "scout.metadata", value: { framework: "express" }, time: T0 }],
+        },
+      ]);
+    });
+    const snapshot = await withStore({ dataDir }, async (store) => ({
+      run: await store.getRun("r"),
+      spans: await store.listSpans("r"),
+      events: await store.listEvents("r", 0, 100),
+      apps: await store.listApps(),
+    }));
+    assert.equal(snapshot.run?.name, "kept");
+    assert.equal(snapshot.run?.app, "shop");
+    assert.deepEqual(snapshot.run?.tags, { env: "prod", user: 7 });
+    assert.equal(snapshot.run?.lastSeq, 4);
+    assert.deepEqual(snapshot.spans[0]?.logs, [{ time: T0 + 2, text: "hello" }]);
+    assert.deepEqual(
+      snapshot.events.map((event) => event.seq),
+      [1, 2, 3, 4],
+    );
+    assert.deepEqual(snapshot.apps[0]?.metadata, { framework: "express" });
+
+    await withStore({ dataDir, durability: "normal" }, async (store) => {
+      assert.deepEqual(await store.getRun("r"), snapshot.run, "a reopen reads the same run");
+      assert.deepEqual(await store.listSpans("r"), snapshot.spans);
+      assert.deepEqual(await store.listEvents("r", 0, 100), snapshot.events);
+      assert.deepEqual(
+        await store.append([{ batchId: "b-durable", events: [runTag("r", T0, { again: true })] }]),
+        [{ duplicate: true, lateEnds: [] }],
+        "batch ids survive a reopen",
+      );
+      await store.append([{ events: [span("r", "t", "s", T0 + 4, T0 + 5), runEnd("r", T0 + 6)] }]);
+      assert.deepEqual(
+        (await store.listEvents("r", 4, 100)).map((event) => event.seq),
+        [5, 6],
+        "seq continues where it stopped",
+      );
+      assert.equal((await store.getRun("r"))?.spanCount, 2);
+      assert.equal((await store.getRun("r"))?.status, "ok");
+    });
+  });
+
+  it("sees what another handle on the same data directory commits (agent and hub processes)", async () => {
+    const dataDir = newDataDir();
+    await withStore({ dataDir }, async (writer) => {
+      await withStore({ dataDir }, async (reader) => {
+        const before = await reader.changeToken();
+        await writer.append([{ events: [runStart("shared", T0)] }]);
+        assert.notEqual(await reader.changeToken(), before);
+        assert.equal((await reader.getRun("shared"))?.status, "running");
+        const results = await reader.append([{ events: [runEnd("shared", T0 + 1)] }]);
+        assert.deepEqual(results, [{ duplicate: false, lateEnds: [] }]);
+        assert.equal((await writer.getRun("shared"))?.status, "ok");
+      });
+    });
+  });
+
+  it("refuses, with a clear error, a database written by a newer spanhub, and leaves it as it was", async () => {
+    const dataDir = newDataDir();
+    await withStore({ dataDir }, async (store) => {
+      await store.append([{ events: [runStart("r", T0)] }]);
+    });
+    const file = join(dataDir, "spanhub.db");
+    const newer = (MIGRATIONS.at(-1)?.version ?? 0) + 1;
+    const bump = new Database(file);
+    bump.pragma(`user_version = ${newer}`);
+    bump.close();
+
+    const handlesBefore = openHandles(file);
+    assert.throws(
+      () => createStore({ dataDir }),
+      (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.match(error.message, new RegExp(`schema version ${newer}, newer than this spanhub knows`));
+        assert.match(error.message, /upgrade spanhub/);
+        return true;
+      },
+    );
+    assert.equal(openHandles(file), handlesBefore, "the refused database is not left open");
+    const check = new Database(file);
+    try {
+      assert.equal(check.pragma("user_version", { simple: true }), newer);
+      assert.equal(check.prepare("SELECT count(*) FROM runs").pluck().get(), 1);
+    } finally {
+      check.close();
+    }
+  });
+
+  it("names an unknown engine in the error", () => {
+    assert.throws(
+      () => createStore({ engine: "cassandra", dataDir: newDataDir() }),
+      /unknown store engine "cassandra"/,
+    );
+  });
+});
