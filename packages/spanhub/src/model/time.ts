@@ -20,9 +20,14 @@ export function parseIsoMicros(text: string): Micros | undefined {
   if (/^[+-]\d{2}$/.test(zone)) zone = `${zone}:00`;
   else if (/^[+-]\d{4}$/.test(zone)) zone = `${zone.slice(0, 3)}:${zone.slice(3)}`;
   const seconds = Date.parse(`${date}T${clock}${zone}`);
-  if (Number.isNaN(seconds)) return undefined;
+  if (Number.isNaN(seconds) || !isRealDate(date as string)) return undefined;
   const micros = fraction === "" ? 0 : Number(fraction.slice(0, 6).padEnd(6, "0"));
   return seconds * 1000 + micros;
+}
+
+/** Date.parse rolls 2026-02-30 over to March; a real date survives the round trip. */
+function isRealDate(date: string): boolean {
+  return new Date(`${date}T00:00:00Z`).toISOString().startsWith(date);
 }
 
 /** Milliseconds since the epoch (possibly fractional) to microseconds. */
