@@ -27,7 +27,8 @@ export function parseIsoMicros(text: string): Micros | undefined {
 
 /** Date.parse rolls 2026-02-30 over to March; a real date survives the round trip. */
 function isRealDate(date: string): boolean {
-  return new Date(`${date}T00:00:00Z`).toISOString().startsWith(date);
+  // Only days past the 28th can roll over; skipping the rest keeps the ingest path cheap.
+  return Number(date.slice(8, 10)) <= 28 || new Date(`${date}T00:00:00Z`).toISOString().startsWith(date);
 }
 
 /** Milliseconds since the epoch (possibly fractional) to microseconds. */
