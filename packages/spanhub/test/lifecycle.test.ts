@@ -184,4 +184,42 @@ describe("agent and hub lifecycle", () => {
     await hub.stop();
     await agent.stop();
   });
+
+  it("serves Scout agents on TCP and a standalone agent's /healthz and /metrics on --http", async () => {
+    const { data, socket } = home();
+    const agent = await startCli([
+      "agent",
+      "--data",
+      data,
+      "--socket",
+      socket,
+      "--tcp",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+    ]);
+    const tcp = /and tcp ([\d.]+):(\d+)/.exec(agent.stdout());
+    const metricsUrl = /(http:\/\/\S+)\/metrics/.exec(agent.stdout())?.[1];
+    assert.ok(tcp && metricsUrl, agent.stdout());
+    const { connect } = await import("node:net");
+    const { encodeFrame, FrameReader } = await import("../src/protocols/framing.js");
+    const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const client = connect(Number(tcp[2]), tcp[1]);
+      const reader = new FrameReader(1 << 20);
+      client.once("error", reject);
+      client.on("data", (chunk) => {
+        const [frame] = reader.push(chunk);
+        if (frame?.kind !== "item") return;
+        client.end();
+        resolve(JSON.parse(frame.value.toString("utf8")));
+      });
+      client.write(encodeFrame(scoutBatch("over-tcp", 3)));
+    });
+    assert.deepEqual(reply, { BatchCommand: { result: "Success" } });
+    assert.equal((await getJson(`${metricsUrl}/healthz`)).status, 200);
+    const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
+    assert.match(metrics, /spanhub_agent_messages_total\{protocol="scout",command="BatchCommand"\} 1/);
+    assert.equal((await getJson(`${metricsUrl}/api/v1/runs`)).status, 404, "a standalone agent serves no API");
+    await agent.stop();
+  });
 });

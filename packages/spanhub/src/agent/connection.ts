@@ -70,9 +70,20 @@ function frames(socket: Socket, context: ConnectionContext): Mode {
   const problems = problemLog(logger, "scout");
   // Replies go out in frame order, each only once its frame is committed.
   let replies: Promise<unknown> = Promise.resolve();
+  let corked = false;
   const send = (reply: Promise<ScoutReply> | ScoutReply) => {
     const next = Promise.all([reply, replies]).then(([message]) => {
-      if (!socket.destroyed) socket.write(encodeFrame(message));
+      if (socket.destroyed) return;
+      // Replies freed by one group commit leave in one write, not one syscall each.
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        setImmediate(() => {
+          corked = false;
+          socket.uncork();
+        });
+      }
+      socket.write(encodeFrame(message));
     });
     replies = next;
   };
