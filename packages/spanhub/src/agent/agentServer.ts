@@ -37,7 +37,8 @@ export class AgentServer {
 
   private listen(listener: string, bind: (server: Server) => void): Promise<Server> {
     const { metrics } = this.options;
-    const server = createServer((socket) => {
+    // Half open: a client that ends its side after its last frame still gets every reply.
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
       this.sockets.add(socket);
       metrics.openConnections.labels(listener).inc();
       void serveConnection(socket, this.options).then(() => {

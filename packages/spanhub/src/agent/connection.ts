@@ -27,7 +27,7 @@ export interface ConnectionContext {
 }
 
 /** First bytes that start JSON lines: `{`, white space, or a UTF-8 byte order mark. A frame starts with its
- * length's high byte, at most 0x04 under the largest --max-frame. */
+ * length's high byte, at most 0x08 under the largest --max-frame (128 MiB). */
 const JSON_LINES_FIRST_BYTES = new Set([0x7b, 0x20, 0x09, 0x0a, 0x0d, 0xef]);
 /** Bad input is logged for the first few times per connection, then every this many. */
 const LOG_EVERY = 1000;
@@ -41,7 +41,8 @@ const LOG_EVERY = 1000;
 export function serveConnection(socket: Socket, context: ConnectionContext): Promise<void> {
   return new Promise((resolve) => {
     let handler: ((chunk: Buffer) => void) | undefined;
-    let finish: () => void = () => {};
+    // A connection that ends before sending anything (a probe) just closes.
+    let finish: () => void = () => socket.end();
     socket.on("data", (chunk: Buffer) => {
       if (!handler) {
         const mode = JSON_LINES_FIRST_BYTES.has(chunk[0] as number)

@@ -29,6 +29,8 @@ export const durabilityOption = () =>
     .choices(["full", "normal"])
     .default("full");
 
+const MAX_FRAME_LIMIT = 128 * 1024 * 1024;
+
 export function parsePort(text: string): number {
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError("a port is 0 to 65535");
@@ -46,7 +48,10 @@ function parseBytes(text: string): number {
   if (!match) throw new InvalidArgumentError("write a size like 1048576, 512KiB or 64MiB");
   const unit = (match[2] ?? "").toLowerCase()[0];
   const factor = unit === "k" ? 1024 : unit === "m" ? 1024 ** 2 : unit === "g" ? 1024 ** 3 : 1;
-  return Number(match[1]) * factor;
+  const bytes = Number(match[1]) * factor;
+  // Larger frames would begin with a byte that also starts JSON lines (a tab), breaking protocol detection.
+  if (bytes > MAX_FRAME_LIMIT) throw new InvalidArgumentError("at most 128MiB");
+  return bytes;
 }
 
 export function isLoopback(host: string): boolean {

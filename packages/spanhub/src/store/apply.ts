@@ -120,7 +120,7 @@ export function applySpanEvent(run: RunRecord, span: SpanRecord, isNew: boolean,
       break;
     case "span":
       applySpanFields(span, event);
-      span.startTime = event.startTime;
+      span.startTime ??= event.startTime;
       applySpanEnd(span, event, event.time);
       break;
     case "span_tag":
