@@ -1,73 +1,155 @@
 import { connect } from "node:net";
-import { FrameReader } from "spanhub";
+import { encodeFrame, FrameReader } from "spanhub";
+import { frameOf, ScoutLoad, SPANS_PER_REQUEST } from "./scoutLoad.js";
 
 /**
- * One bench client process: streams BatchCommand frames (one request of 10 spans with
- * 5 tags each, children before parents) over one connection, keeping `window` frames
- * in flight, and counts acknowledged frames. Frames come from a template with only
- * the request id replaced, so the client spends little of the shared CPU.
+ * One ingest client, forked by `ingest.ts`: its own connection to the agent's Unix
+ * socket, keeping `window` BatchCommand frames in flight. Replies come back in frame
+ * order, so each reply acknowledges the oldest frame in flight.
+ *
+ * Parent to client: `go` (start streaming), `mark` (the measured interval starts),
+ * `stop` (it ends: send nothing more, wait for the replies in flight, report, exit).
  */
-const [socketPath, clientId, windowText, warmupText, secondsText] = process.argv.slice(2);
-const window = Number(windowText);
-const stamp = new Date().toISOString();
-const template = buildTemplate();
-const socket = connect(socketPath as string);
-const reader = new FrameReader(64 * 1024 * 1024);
-let sent = 0;
-let acknowledged = 0;
-let inFlight = 0;
-let failures = 0;
-let atWarmup = 0;
-const started = Date.now();
-const warmupEnds = started + Number(warmupText) * 1000;
-const ends = warmupEnds + Number(secondsText) * 1000;
-setTimeout(() => {
-  atWarmup = acknowledged;
-}, warmupEnds - started);
+export type ClientCommand = { type: "go" } | { type: "mark" } | { type: "stop" };
 
-socket.on("connect", pump);
-socket.on("data", (chunk) => {
-  for (const frame of reader.push(chunk)) {
-    inFlight -= 1;
-    if (frame.kind === "item" && frame.value.includes('"result":"Success"')) acknowledged += 1;
-    else failures += 1;
-  }
-  pump();
-});
+export type ClientMessage =
+  | { type: "ready" }
+  | { type: "done"; report: ClientReport }
+  | { type: "error"; message: string };
+
+export interface ClientReport {
+  /** Spans in frames answered with BatchCommand Success, over the whole run. */
+  ackedSpans: number;
+  ackedFrames: number;
+  /** Frames answered with anything else (a Failure). */
+  failedFrames: number;
+  firstFailure?: string;
+  /** Frames acknowledged between `mark` and `stop`, and that interval in ms on this client's clock. */
+  measuredFrames: number;
+  measuredMs: number;
+  /** Send-to-acknowledgement times in ms of the frames acknowledged in the measured interval. */
+  latenciesMs: number[];
+}
+
+const [socketPath, windowText] = process.argv.slice(2);
+const window = Number(windowText);
+if (!socketPath || !(window >= 1)) throw new Error("usage: ingestClient SOCKET WINDOW");
+
+const send = (message: ClientMessage, then?: () => void) => process.send?.(message, undefined, {}, () => then?.());
+let failed = false;
+/** Reports the problem to the parent, then exits with 1 (once the message is out). */
+function fail(message: string): void {
+  if (failed) return;
+  failed = true;
+  socket.destroy();
+  send({ type: "error", message }, () => process.exit(1));
+}
+
+const load = new ScoutLoad();
+const reader = new FrameReader(64 * 1024 * 1024);
+const socket = connect(socketPath);
+
+const report: ClientReport = {
+  ackedSpans: 0,
+  ackedFrames: 0,
+  failedFrames: 0,
+  measuredFrames: 0,
+  measuredMs: 0,
+  latenciesMs: [],
+};
+/** Send times of the frames in flight, oldest first. */
+const sentAt: number[] = [];
+let registered = false;
+let streaming = false;
+let stopping = false;
+let measuring = false;
+let markedAt = 0;
+let markedFrames = 0;
 
 function pump(): void {
-  while (inFlight < window && Date.now() < ends) {
-    socket.write(nextFrame());
-    inFlight += 1;
+  if (!streaming || sentAt.length >= window) return;
+  socket.cork();
+  while (sentAt.length < window) {
+    sentAt.push(performance.now());
+    socket.write(frameOf(load.batchText()));
   }
-  if (inFlight === 0) {
-    socket.end();
-    process.send?.({ measured: acknowledged - atWarmup, acknowledged, sent, failures });
+  socket.uncork();
+}
+
+function onReply(body: Buffer): void {
+  const reply = JSON.parse(body.toString("utf8")) as Record<string, { result?: string; message?: string }>;
+  if (!registered) {
+    if (reply.Register?.result !== "Success") {
+      fail(`Register was refused: ${body.toString("utf8")}`);
+      return;
+    }
+    registered = true;
+    send({ type: "ready" });
+    return;
+  }
+  const started = sentAt.shift();
+  if (started === undefined) {
+    fail(`a reply with no frame in flight: ${body.toString("utf8")}`);
+    return;
+  }
+  if (reply.BatchCommand?.result === "Success") {
+    report.ackedFrames += 1;
+    report.ackedSpans += SPANS_PER_REQUEST;
+    if (measuring) report.latenciesMs.push(performance.now() - started);
+  } else {
+    report.failedFrames += 1;
+    report.firstFailure ??= body.toString("utf8").slice(0, 300);
   }
 }
 
-function nextFrame(): Buffer {
-  const body = Buffer.from(template.join(`"bench-${clientId}-${sent++}`));
-  const header = Buffer.allocUnsafe(4);
-  header.writeUInt32BE(body.length);
-  return Buffer.concat([header, body]);
+function finishIfDrained(): void {
+  if (!stopping || sentAt.length > 0) return;
+  socket.end();
 }
 
-function buildTemplate(): string[] {
-  const id = "ID";
-  const commands: unknown[] = [
-    { StartRequest: { request_id: id, timestamp: stamp } },
-    { TagRequest: { request_id: id, tag: "path", value: "/bench" } },
-  ];
-  for (let index = 9; index >= 0; index--) {
-    const spanId = `${id}-s${index}`;
-    const parent = index === 0 ? null : `${id}-s${(index - 1) >> 1}`;
-    const operation = index === 0 ? "Controller/bench" : `SQL/Query${index}`;
-    commands.push({ StartSpan: { request_id: id, span_id: spanId, parent_id: parent, operation, timestamp: stamp } });
-    for (let tag = 0; tag < 5; tag++)
-      commands.push({ TagSpan: { request_id: id, span_id: spanId, tag: `tag${tag}`, value: `value-${tag}-${index}` } });
-    commands.push({ StopSpan: { request_id: id, span_id: spanId, timestamp: stamp } });
+socket.on("connect", () => {
+  // As Scout agents do on every new connection.
+  socket.write(encodeFrame({ Register: { app: "spanhub-bench", key: "bench", api_version: "1.0", language: "node" } }));
+});
+socket.on("data", (chunk: Buffer) => {
+  for (const item of reader.push(chunk)) {
+    if (item.kind === "oversized") {
+      fail(`reply of ${item.size} bytes over the limit`);
+      return;
+    }
+    onReply(item.value);
+    if (failed) return;
   }
-  commands.push({ FinishRequest: { request_id: id, timestamp: stamp } });
-  return JSON.stringify({ BatchCommand: { commands } }).split(`"${id}`);
-}
+  pump();
+  finishIfDrained();
+});
+socket.on("error", (error) => fail(`socket error: ${error.message}`));
+socket.on("close", () => {
+  if (failed) return;
+  if (!stopping || sentAt.length > 0) {
+    fail(`the agent closed the connection with ${sentAt.length} frames in flight`);
+    return;
+  }
+  send({ type: "done", report }, () => process.disconnect?.());
+});
+
+process.on("message", (command: ClientCommand) => {
+  const now = performance.now();
+  if (command.type === "go") {
+    streaming = true;
+    pump();
+  } else if (command.type === "mark") {
+    measuring = true;
+    markedAt = now;
+    markedFrames = report.ackedFrames;
+  } else if (command.type === "stop") {
+    if (measuring) {
+      report.measuredFrames = report.ackedFrames - markedFrames;
+      report.measuredMs = now - markedAt;
+    }
+    measuring = false;
+    streaming = false;
+    stopping = true;
+    finishIfDrained();
+  }
+});

@@ -1,12 +1,22 @@
 import * as ingest from "./ingest.js";
-import { type BenchResult, formatTable } from "./table.js";
+import { type BenchModule, formatTable } from "./table.js";
 
-/** Every benchmark, in order. Each measures its named baseline in the same run. */
-const BENCHMARKS: { name: string; run: () => Promise<BenchResult> }[] = [{ name: "ingest", run: ingest.run }];
+/**
+ * Every benchmark, in order. Each is a module exporting `run(): Promise<BenchResult>`
+ * that measures its own baseline in the same run; add new ones to this list.
+ * `node bench/dist/run.js [name...]` runs only the named ones.
+ */
+const BENCHMARKS: [name: string, module: BenchModule][] = [["ingest", ingest]];
 
-const only = process.argv[2];
-for (const bench of BENCHMARKS) {
-  if (only && bench.name !== only) continue;
-  process.stderr.write(`running ${bench.name}...\n`);
-  process.stdout.write(`${formatTable(await bench.run())}\n`);
+const only = process.argv.slice(2);
+let failed = 0;
+for (const [name, module] of BENCHMARKS) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  try {
+    process.stdout.write(`${formatTable(await module.run())}\n`);
+  } catch (error) {
+    failed += 1;
+    process.stderr.write(`\nBENCH FAILED: ${name}: ${error instanceof Error ? error.message : String(error)}\n\n`);
+  }
 }
+process.exitCode = failed > 0 ? 1 : 0;

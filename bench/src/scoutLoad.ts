@@ -1,0 +1,193 @@
+import { randomUUID } from "node:crypto";
+
+/**
+ * The benchmark's load: one web request per Scout `BatchCommand`, shaped like the
+ * Python agent sends it (StartRequest, TagRequests, then each span in the order it
+ * stopped, children before parents, as StartSpan, TagSpan x5, StopSpan, then
+ * FinishRequest). The same requests become plain rows for the raw SQLite ceiling.
+ */
+
+export const SPANS_PER_REQUEST = 10;
+export const TAGS_PER_SPAN = 5;
+
+interface SpanShape {
+  name: string;
+  /** Index of the parent span in SPANS, null for the root. */
+  parent: number | null;
+  /** Microseconds after the request started. */
+  start: number;
+  end: number;
+  tags: [string, unknown][];
+}
+
+const stack = (fn: string, line: number) => [
+  { file: "/srv/app/views/users.py", line, function: fn },
+  { file: "/srv/app/lib/site-packages/django/core/handlers/base.py", line: 181, function: "_get_response" },
+];
+
+const sqlTags = (statement: string, rows: number, line: number): [string, unknown][] => [
+  ["db.statement", statement],
+  ["db.rows", rows],
+  ["allocations", 1200 + rows],
+  ["cached", false],
+  ["stack", stack("show", line)],
+];
+
+const plainTags = (kind: string, detail: string, line: number): [string, unknown][] => [
+  ["kind", kind],
+  ["detail", detail],
+  ["allocations", 480 + line],
+  ["thread", "MainThread"],
+  ["stack", stack("render", line)],
+];
+
+/** A small tree: a controller with middleware, queries, an outbound call and templates. */
+const SPANS: SpanShape[] = [
+  { name: "Controller/users.show", parent: null, start: 0, end: 10_000, tags: plainTags("controller", "show", 12) },
+  { name: "Middleware/auth", parent: 0, start: 100, end: 1_200, tags: plainTags("middleware", "session", 20) },
+  {
+    name: "SQL/Query",
+    parent: 1,
+    start: 200,
+    end: 1_000,
+    tags: sqlTags("SELECT * FROM sessions WHERE key = %s", 1, 31),
+  },
+  {
+    name: "SQL/Query",
+    parent: 0,
+    start: 1_300,
+    end: 2_300,
+    tags: sqlTags("SELECT id, name, email FROM users WHERE id = %s", 1, 40),
+  },
+  {
+    name: "SQL/Query",
+    parent: 0,
+    start: 2_400,
+    end: 3_000,
+    tags: sqlTags("SELECT * FROM orders WHERE user_id = %s ORDER BY created DESC LIMIT 20", 20, 44),
+  },
+  { name: "HTTP/GET", parent: 0, start: 3_100, end: 6_000, tags: plainTags("http", "api.example.com/avatars", 51) },
+  { name: "Template/Render", parent: 0, start: 6_100, end: 9_800, tags: plainTags("template", "users/show.html", 60) },
+  { name: "Template/Partial", parent: 6, start: 6_200, end: 7_000, tags: plainTags("template", "_header.html", 61) },
+  { name: "Template/Partial", parent: 6, start: 7_100, end: 9_500, tags: plainTags("template", "_orders.html", 62) },
+  { name: "Cache/read", parent: 8, start: 7_200, end: 7_600, tags: plainTags("cache", "orders:42", 63) },
+];
+
+/** Children before parents: the order in which the spans stopped. */
+const STOP_ORDER = SPANS.map((_, index) => index).sort((a, b) => (SPANS[a]?.end ?? 0) - (SPANS[b]?.end ?? 0));
+const REQUEST_MICROS = Math.max(...SPANS.map((span) => span.end));
+
+/** Each span's tags as `,"tag":"K","value":V` fragments, and as the JSON object a store row keeps. */
+const TAG_FRAGMENTS = SPANS.map((span) =>
+  span.tags.map(([key, value]) => `"tag":${JSON.stringify(key)},"value":${JSON.stringify(value)}`),
+);
+const TAGS_JSON = SPANS.map((span) => JSON.stringify(Object.fromEntries(span.tags)));
+
+if (SPANS.length !== SPANS_PER_REQUEST || SPANS.some((span) => span.tags.length !== TAGS_PER_SPAN))
+  throw new Error("the request shape does not match SPANS_PER_REQUEST / TAGS_PER_SPAN");
+
+/** ISO-8601 UTC with microseconds and `Z`, as the Python agent writes it; the minute prefix is cached. */
+class IsoClock {
+  private minute = -1;
+  private prefix = "";
+
+  format(us: number): string {
+    const minute = Math.floor(us / 60_000_000);
+    if (minute !== this.minute) {
+      this.minute = minute;
+      this.prefix = new Date(minute * 60_000).toISOString().slice(0, 17);
+    }
+    const rest = us - minute * 60_000_000;
+    const seconds = Math.floor(rest / 1_000_000);
+    const micros = rest - seconds * 1_000_000;
+    return `${this.prefix}${seconds < 10 ? "0" : ""}${seconds}.${String(micros).padStart(6, "0")}Z`;
+  }
+}
+
+export interface RequestIds {
+  requestId: string;
+  spanIds: string[];
+}
+
+function newIds(): RequestIds {
+  const spanIds: string[] = [];
+  for (let index = 0; index < SPANS_PER_REQUEST; index++) spanIds.push(`span-${randomUUID()}`);
+  return { requestId: `req-${randomUUID()}`, spanIds };
+}
+
+export class ScoutLoad {
+  private readonly clock = new IsoClock();
+
+  /** One request as the text of a BatchCommand frame body; it ended just now. */
+  batchText(): string {
+    const { requestId, spanIds } = newIds();
+    const t0 = Math.round((performance.timeOrigin + performance.now()) * 1000) - REQUEST_MICROS;
+    const at = (offset: number) => this.clock.format(t0 + offset);
+    const rid = `"request_id":"${requestId}"`;
+    const parts: string[] = [
+      `{"StartRequest":{${rid},"timestamp":"${at(0)}"}}`,
+      `{"TagRequest":{${rid},"tag":"path","value":"/users/42","timestamp":"${at(50)}"}}`,
+      `{"TagRequest":{${rid},"tag":"user_ip","value":"10.0.3.17","timestamp":"${at(60)}"}}`,
+    ];
+    for (const index of STOP_ORDER) {
+      const span = SPANS[index] as SpanShape;
+      const sid = `${rid},"span_id":"${spanIds[index]}"`;
+      const parent = span.parent === null ? "null" : `"${spanIds[span.parent]}"`;
+      parts.push(
+        `{"StartSpan":{${sid},"parent_id":${parent},"operation":"${span.name}","timestamp":"${at(span.start)}"}}`,
+      );
+      const tagTime = at(span.end - 1);
+      for (const fragment of TAG_FRAGMENTS[index] as string[])
+        parts.push(`{"TagSpan":{${sid},${fragment},"timestamp":"${tagTime}"}}`);
+      parts.push(`{"StopSpan":{${sid},"timestamp":"${at(span.end)}"}}`);
+    }
+    parts.push(`{"FinishRequest":{${rid},"timestamp":"${at(REQUEST_MICROS)}"}}`);
+    return `{"BatchCommand":{"commands":[${parts.join(",")}]}}`;
+  }
+}
+
+/** One span as the raw ceiling stores it. */
+export type SpanRow = [
+  runId: string,
+  spanId: string,
+  parentId: string | null,
+  name: string,
+  startUs: number,
+  endUs: number,
+  status: string,
+  tags: string,
+];
+
+/** The rows of `requests` requests, built before any timing starts. */
+export function spanRows(requests: number): SpanRow[] {
+  const rows: SpanRow[] = [];
+  let t0 = Date.now() * 1000;
+  for (let request = 0; request < requests; request++) {
+    const { requestId, spanIds } = newIds();
+    for (const index of STOP_ORDER) {
+      const span = SPANS[index] as SpanShape;
+      const parent = span.parent === null ? null : (spanIds[span.parent] as string);
+      rows.push([
+        requestId,
+        spanIds[index] as string,
+        parent,
+        span.name,
+        t0 + span.start,
+        t0 + span.end,
+        "ok",
+        TAGS_JSON[index] as string,
+      ]);
+    }
+    t0 += 37;
+  }
+  return rows;
+}
+
+/** A frame: 4-byte big-endian length, then the UTF-8 body. */
+export function frameOf(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const frame = Buffer.allocUnsafe(4 + length);
+  frame.writeUInt32BE(length, 0);
+  frame.write(text, 4, "utf8");
+  return frame;
+}
