@@ -1,0 +1,385 @@
+import { connect, type Socket } from "node:net";
+import { frame, ReplyReader, writeFrames } from "./framing.js";
+import { findAgentCommand, launchAgent } from "./launcher.js";
+import type { Endpoint } from "./socketPath.js";
+import { warnOnce } from "./warn.js";
+
+/**
+ * Delivers encoded batches to the agent, modelled on OpenTelemetry's batch span processor:
+ * a queue bounded in bytes that drops the oldest batches and reports it once; one write per
+ * flush and one export in flight, with a timeout; batches kept until the agent acknowledges
+ * them and resent after a reconnect (the agent ignores a `batch_id` it already committed);
+ * timers and the socket unref'd; errors never leave this class.
+ */
+export interface SenderOptions {
+  endpoint: Endpoint;
+  launch: boolean;
+  agentCommand: string[] | undefined;
+  maxQueueBytes: number;
+  /** Frames sent first on every connection; their replies go to `onControlReply`. */
+  hello: () => unknown[];
+  onControlReply: (message: unknown, index: number) => void;
+  onDrop: ((report: DropReport) => void) | undefined;
+  exportTimeoutMs?: number;
+}
+
+export interface DropReport {
+  /** Batches dropped by this report's cycle (a batch is one request, or one window of a long one). */
+  droppedBatches: number;
+  droppedBytes: number;
+  /** Batches dropped since the tracer was created. */
+  totalDroppedBatches: number;
+  reason: "queue_full" | "rejected";
+}
+
+export interface SenderStats {
+  queuedBatches: number;
+  queuedBytes: number;
+  acknowledgedBatches: number;
+  droppedBatches: number;
+  connected: boolean;
+}
+
+interface Entry {
+  /** Frame bodies, encoded into the socket buffer only when written (one allocation per write). */
+  bodies: string[];
+  /** Their size on the wire, headers included. */
+  size: number;
+  /** Replies the agent owes for this entry (a link frame and its batch count two). */
+  replies: number;
+  seq: number;
+  attempts: number;
+  failed: boolean;
+}
+
+type Inflight = { entry: Entry; remaining: number } | { control: number };
+
+const MAX_ATTEMPTS = 5;
+const CONNECT_TIMEOUT_MS = 2000;
+const MAX_BACKOFF_MS = 5000;
+
+export class Sender {
+  private queue: Entry[] = [];
+  private inflight: Inflight[] = [];
+  private bytes = 0;
+  private seq = 0;
+  private socket: Socket | undefined;
+  private state: "idle" | "connecting" | "connected" = "idle";
+  private backoffMs = 0;
+  private nextAttemptAt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private exportTimer: NodeJS.Timeout | undefined;
+  private waiters: { seq: number; resolve: (ok: boolean) => void }[] = [];
+  private acknowledged = 0;
+  private dropped = 0;
+  private cycleDropped = 0;
+  private cycleDroppedBytes = 0;
+  private dropReported = false;
+  private lastLaunchAt = 0;
+  private closed = false;
+
+  constructor(private readonly options: SenderOptions) {}
+
+  /** Adds one request's frames (bodies) as one entry; the oldest entries go when the queue is full. */
+  enqueue(bodies: string[]): void {
+    if (this.closed || bodies.length === 0) return;
+    let size = 0;
+    for (const body of bodies) size += 4 + Buffer.byteLength(body);
+    this.seq += 1;
+    this.queue.push({ bodies, size, replies: bodies.length, seq: this.seq, attempts: 0, failed: false });
+    this.bytes += size;
+    while (this.bytes > this.options.maxQueueBytes && this.queue.length > 0) this.drop(this.queue.shift() as Entry);
+  }
+
+  /** Sends what is queued: writes now when connected and nothing is in flight, else connects. */
+  kick(): void {
+    if (this.closed && this.waiters.length === 0) return;
+    this.reportDrops("queue_full");
+    if (this.state === "connected") this.writeQueued();
+    else if (this.queue.length > 0 || this.waiters.length > 0) this.connectSoon();
+  }
+
+  /** Resolves true once every entry queued so far is acknowledged; false on timeout, drop or no agent. */
+  whenDelivered(timeoutMs: number): Promise<boolean> {
+    const seq = this.seq;
+    if (this.pendingMin() > seq) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = {
+        seq,
+        resolve: (ok: boolean) => {
+          clearTimeout(timer);
+          this.waiters = this.waiters.filter((other) => other !== waiter);
+          resolve(ok);
+        },
+      };
+      // Referenced on purpose: an awaited flush keeps the process alive until it is done (bounded).
+      const timer = setTimeout(() => waiter.resolve(false), timeoutMs);
+      this.waiters.push(waiter);
+      this.kick();
+    });
+  }
+
+  stats(): SenderStats {
+    return {
+      queuedBatches: this.queue.length + this.inflight.filter((item) => "entry" in item).length,
+      queuedBytes: this.bytes,
+      acknowledgedBatches: this.acknowledged,
+      droppedBatches: this.dropped,
+      connected: this.state === "connected",
+    };
+  }
+
+  /** Opens the connection (launching the agent if needed) before there is anything to send. */
+  connectEarly(): void {
+    this.connectSoon();
+  }
+
+  /** The sequence number of the newest entry. */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  get hasPending(): boolean {
+    return this.bytes > 0;
+  }
+
+  /** Stops sending: closes the connection once in-flight replies are in (or at once). Never stops the agent. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.exportTimer);
+    for (const waiter of [...this.waiters]) waiter.resolve(false);
+    const socket = this.socket;
+    this.socket = undefined;
+    this.state = "idle";
+    socket?.end();
+  }
+
+  private drop(entry: Entry): void {
+    this.bytes -= entry.size;
+    this.dropped += 1;
+    this.cycleDropped += 1;
+    this.cycleDroppedBytes += entry.size;
+  }
+
+  /** One warning and one `onDrop` call per outage (re-armed once the agent acknowledges again). */
+  private reportDrops(reason: DropReport["reason"]): void {
+    if (this.cycleDropped === 0) return;
+    const report: DropReport = {
+      droppedBatches: this.cycleDropped,
+      droppedBytes: this.cycleDroppedBytes,
+      totalDroppedBatches: this.dropped,
+      reason,
+    };
+    this.cycleDropped = 0;
+    this.cycleDroppedBytes = 0;
+    if (this.dropReported) return;
+    this.dropReported = true;
+    warnOnce(
+      `drop-${this.dropped}`,
+      reason === "queue_full"
+        ? `spanhub: the agent is unreachable and the SDK's queue is full (maxQueueBytes ${this.options.maxQueueBytes}); dropped ${report.droppedBatches} oldest batch(es); sending resumes when the agent answers`
+        : `spanhub: the agent refused a batch ${MAX_ATTEMPTS} times; dropped it`,
+    );
+    try {
+      this.options.onDrop?.(report);
+    } catch {
+      // The application's callback must not break the sender.
+    }
+  }
+
+  private pendingMin(): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (const entry of this.queue) if (entry.seq < min) min = entry.seq;
+    for (const item of this.inflight) if ("entry" in item && item.entry.seq < min) min = item.entry.seq;
+    return min;
+  }
+
+  private settleWaiters(ok?: boolean): void {
+    if (this.waiters.length === 0) return;
+    const min = this.pendingMin();
+    for (const waiter of [...this.waiters]) {
+      if (waiter.seq < min) waiter.resolve(true);
+      else if (ok === false) waiter.resolve(false);
+    }
+  }
+
+  private dataInflight(): boolean {
+    for (const item of this.inflight) if ("entry" in item) return true;
+    return false;
+  }
+
+  /** All queued entries in one socket write, when no earlier write awaits its replies. */
+  private writeQueued(extra: Buffer[] = []): void {
+    const socket = this.socket;
+    if (!socket || (this.dataInflight() && extra.length === 0)) return;
+    const entries = this.dataInflight() ? [] : this.queue;
+    if (entries.length === 0 && extra.length === 0) return;
+    if (entries.length > 0) this.queue = [];
+    for (const entry of entries) this.inflight.push({ entry, remaining: entry.replies });
+    if (entries.length > 0) this.armExportTimer();
+    const data = writeFrames(entries);
+    socket.write(extra.length === 0 ? data : Buffer.concat([...extra, data]));
+  }
+
+  private armExportTimer(): void {
+    clearTimeout(this.exportTimer);
+    this.exportTimer = setTimeout(() => {
+      // No reply in time: drop the connection; the entries are resent on the next one.
+      if (this.inflight.length > 0) this.socket?.destroy();
+    }, this.options.exportTimeoutMs ?? 10_000);
+    this.exportTimer.unref();
+  }
+
+  private connectSoon(): void {
+    if (this.state !== "idle" || this.closed) return;
+    const wait = this.nextAttemptAt - Date.now();
+    if (wait > 0) {
+      if (!this.retryTimer) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.kick();
+        }, wait);
+        this.retryTimer.unref();
+      }
+      // Nothing can arrive before then: a flush waiting on it gives up now.
+      if (!this.options.launch || this.options.endpoint.kind !== "unix") this.settleWaiters(false);
+      return;
+    }
+    this.state = "connecting";
+    void this.connectOrLaunch();
+  }
+
+  private async connectOrLaunch(): Promise<void> {
+    let socket: Socket | undefined;
+    try {
+      socket = await tryConnect(this.options.endpoint);
+      const { endpoint } = this.options;
+      if (!socket && this.options.launch && endpoint.kind === "unix" && Date.now() - this.lastLaunchAt > 1000) {
+        this.lastLaunchAt = Date.now();
+        const command = findAgentCommand(this.options.agentCommand);
+        const result = await launchAgent(endpoint.path, command, () => tryConnect(endpoint, 500));
+        socket = result.value;
+        this.lastLaunchAt = Date.now();
+        if (result.problem)
+          warnOnce(
+            "launch",
+            `spanhub: cannot start the agent (${result.problem}); install the \`spanhub\` package, put \`spanhub\` on PATH, set SPANHUB_AGENT_BIN or pass agentCommand; batches wait in memory (maxQueueBytes) meanwhile`,
+          );
+      }
+    } catch {
+      socket = undefined;
+    }
+    if (this.closed && this.waiters.length === 0) {
+      socket?.destroy();
+      this.state = "idle";
+      return;
+    }
+    if (!socket) {
+      this.state = "idle";
+      this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs === 0 ? 100 : this.backoffMs * 2);
+      this.nextAttemptAt = Date.now() + this.backoffMs;
+      this.settleWaiters(false);
+      if (this.queue.length > 0) this.connectSoon();
+      return;
+    }
+    this.attach(socket);
+  }
+
+  private attach(socket: Socket): void {
+    this.socket = socket;
+    this.state = "connected";
+    this.backoffMs = 0;
+    this.nextAttemptAt = 0;
+    socket.unref();
+    socket.setNoDelay(true);
+    const reader = new ReplyReader();
+    socket.on("data", (chunk: Buffer) => {
+      for (const message of reader.push(chunk)) this.onReply(message);
+    });
+    socket.on("error", () => {});
+    socket.once("close", () => this.onClose(socket));
+    const hello = this.options.hello().map((message) => frame(JSON.stringify(message)));
+    hello.forEach((_, index) => {
+      this.inflight.push({ control: index });
+    });
+    this.writeQueued(hello);
+    if (!this.dataInflight()) this.writeQueued();
+  }
+
+  private onReply(message: unknown): void {
+    const item = this.inflight[0];
+    if (!item) return;
+    if ("control" in item) {
+      this.inflight.shift();
+      try {
+        this.options.onControlReply(message, item.control);
+      } catch {
+        // Never let a reply break the connection.
+      }
+      return;
+    }
+    const failed = typeof message !== "object" || message === null || "Failure" in message;
+    if (failed) item.entry.failed = true;
+    item.remaining -= 1;
+    if (item.remaining > 0) return;
+    this.inflight.shift();
+    this.armExportTimer();
+    const { entry } = item;
+    if (entry.failed) {
+      entry.failed = false;
+      entry.attempts += 1;
+      if (entry.attempts >= MAX_ATTEMPTS) {
+        this.drop(entry);
+        this.reportDrops("rejected");
+      } else this.queue.push(entry);
+    } else {
+      this.bytes -= entry.size;
+      this.acknowledged += 1;
+      this.dropReported = false;
+    }
+    if (!this.dataInflight()) {
+      clearTimeout(this.exportTimer);
+      this.settleWaiters();
+      if (this.waiters.length > 0) this.writeQueued();
+    }
+  }
+
+  private onClose(socket: Socket): void {
+    if (this.socket === socket) {
+      this.socket = undefined;
+      this.state = "idle";
+    }
+    clearTimeout(this.exportTimer);
+    const unacknowledged: Entry[] = [];
+    for (const item of this.inflight) if ("entry" in item) unacknowledged.push(item.entry);
+    this.inflight = [];
+    this.queue = [...unacknowledged, ...this.queue];
+    if (this.closed) return;
+    // Reconnect at once when there is something to send; else on the next flush.
+    if (this.queue.length > 0 || this.waiters.length > 0) this.connectSoon();
+  }
+}
+
+/** A connected socket, or undefined when nothing answers in time. */
+export function tryConnect(endpoint: Endpoint, timeoutMs = CONNECT_TIMEOUT_MS): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const socket =
+      endpoint.kind === "unix" ? connect(endpoint.path) : connect({ host: endpoint.host, port: endpoint.port });
+    socket.unref();
+    const timer = setTimeout(() => done(false), timeoutMs);
+    timer.unref();
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.removeAllListeners("connect");
+      socket.removeAllListeners("error");
+      if (ok) resolve(socket);
+      else {
+        socket.destroy();
+        resolve(undefined);
+      }
+    };
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}

@@ -1,0 +1,433 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { hostname } from "node:os";
+import { encodeRequest } from "./encode.js";
+import { newRunId } from "./ids.js";
+import { type EndOptions, NOOP_SPAN, RequestRecord, type Span, type SpanOptions, SpanRecord } from "./records.js";
+import { type DropReport, Sender, type SenderStats } from "./sender.js";
+import { defaultSocket, parseEndpoint } from "./socketPath.js";
+import { isoMicros, nowMs, reanchor } from "./time.js";
+import { formatTraceparent, type Parent, parseTraceparent, readHeader, writeHeader } from "./traceparent.js";
+import { compareVersions, MIN_AGENT_VERSION, SDK_NAME, SDK_VERSION } from "./version.js";
+import { warnOnce } from "./warn.js";
+
+export interface TracerOptions {
+  /** The application's name, shown on every run. */
+  app: string;
+  /** A Unix socket path or `tcp://host:port`; default `$SPANHUB_SOCKET`, else the per-user default. */
+  socket?: string;
+  /** Start an agent when none answers (Unix sockets only). Default true. */
+  launch?: boolean;
+  /** How often finished requests (and a window of long ones) are sent. Default 1000. */
+  flushIntervalMs?: number;
+  /** Memory for batches not yet acknowledged; past it the oldest are dropped. Default 8 MiB. */
+  maxQueueBytes?: number;
+  /** Spans recorded per request; further spans are counted, not kept. Default 10000. */
+  maxSpansPerRequest?: number;
+  /** Called once per outage when batches are dropped. */
+  onDrop?: (report: DropReport) => void;
+  /** The argv that runs the `spanhub` CLI, e.g. `["/usr/local/bin/spanhub"]`. See the README. */
+  agentCommand?: string[];
+}
+
+export interface RequestOptions {
+  /** Request (run) tags. */
+  tags?: Record<string, unknown>;
+  /** Incoming headers: a W3C `traceparent` makes this run a child of the caller's span. */
+  headers?: unknown;
+}
+
+export interface StartSpanOptions extends SpanOptions {
+  /** The parent span; default the request's root span; `null` for a top-level span. */
+  parent?: Span | null;
+}
+
+/** A request started with `startRequest`, for code that cannot wrap a callback. */
+export interface RequestHandle {
+  /** The run id (32 hex digits), or "" when not recorded. */
+  readonly id: string;
+  /** The request's root span, named like the request. */
+  readonly root: Span;
+  tag(key: string, value: unknown): RequestHandle;
+  startSpan(name: string, options?: StartSpanOptions): Span;
+  end(options?: EndOptions): void;
+}
+
+export interface TracerStats extends SenderStats {
+  openRequests: number;
+}
+
+const DEFAULTS = { flushIntervalMs: 1000, maxQueueBytes: 8 * 1024 * 1024, maxSpansPerRequest: 10_000 };
+const FLUSH_TIMEOUT_MS = 10_000;
+
+export function createTracer(options: TracerOptions): Tracer {
+  return new Tracer(options);
+}
+
+export class Tracer {
+  private readonly context = new AsyncLocalStorage<SpanRecord>();
+  private readonly app: string;
+  private readonly interval: number;
+  private readonly maxSpans: number;
+  private readonly sender: Sender;
+  private readonly timer: NodeJS.Timeout;
+  private open = new Set<RequestRecord>();
+  private done: RequestRecord[] = [];
+  private closed = false;
+  private shutdownPromise: Promise<void> | undefined;
+  private exitFlushSeq = -1;
+  private readonly endRequest = (request: RequestRecord) => {
+    this.open.delete(request);
+    this.done.push(request);
+  };
+  private readonly onBeforeExit = () => this.flushBeforeExit();
+
+  constructor(options: TracerOptions) {
+    this.app = typeof options?.app === "string" && options.app !== "" ? options.app : "unknown";
+    this.interval = positive(options?.flushIntervalMs, DEFAULTS.flushIntervalMs);
+    this.maxSpans = positive(options?.maxSpansPerRequest, DEFAULTS.maxSpansPerRequest);
+    const socket = options?.socket || defaultSocket();
+    this.sender = new Sender({
+      endpoint: parseEndpoint(socket),
+      launch: options?.launch !== false,
+      agentCommand: options?.agentCommand,
+      maxQueueBytes: positive(options?.maxQueueBytes, DEFAULTS.maxQueueBytes),
+      onDrop: options?.onDrop,
+      hello: () => this.hello(),
+      onControlReply: (message, index) => this.onControlReply(socket, message, index),
+    });
+    this.timer = setInterval(() => this.tick(), this.interval);
+    this.timer.unref();
+    process.on("beforeExit", this.onBeforeExit);
+    // Connect (and launch the agent if needed) now, so it is ready by the first flush.
+    this.sender.connectEarly();
+  }
+
+  /** Runs `fn` as a request (a spanhub run) with a root span; resolves or throws as `fn` does. */
+  request<T>(name: string, fn: (span: Span) => T, options?: RequestOptions): T {
+    let request: RequestRecord;
+    try {
+      request = this.newRequest(name, options);
+    } catch {
+      return fn(NOOP_SPAN);
+    }
+    const root = request.root;
+    return this.run(root, fn, (error) => {
+      if (error === undefined) request.end();
+      else {
+        root.end({ error });
+        request.end({ error });
+      }
+    });
+  }
+
+  /** Runs `fn` as a child of the current span; outside a request it just runs `fn`. */
+  span<T>(name: string, fn: (span: Span) => T, options?: SpanOptions): T {
+    const parent = this.context.getStore();
+    if (!parent || this.closed) return fn(NOOP_SPAN);
+    let span: SpanRecord | undefined;
+    try {
+      span = parent.request.startSpan(name, parent, options);
+    } catch {
+      span = undefined;
+    }
+    if (!span) return fn(NOOP_SPAN);
+    const record = span;
+    return this.run(record, fn, (error) => (error === undefined ? record.end() : record.end({ error })));
+  }
+
+  /**
+   * A proxy whose public method calls are spans named `service.method`, tagged `rpc_service` and
+   * `rpc_method`; a returned promise ends the span when it settles. Members starting with `_`,
+   * non-functions, `then` and `constructor` pass through.
+   */
+  instrument<T extends object>(target: T, service: string): T {
+    const wrappers = new Map<string, { original: unknown; wrapped: unknown }>();
+    const tracer = this;
+    const proxy: T = new Proxy(target, {
+      get(object, property) {
+        const value = Reflect.get(object, property, object) as unknown;
+        if (
+          typeof property !== "string" ||
+          typeof value !== "function" ||
+          property.startsWith("_") ||
+          property === "then" ||
+          property === "constructor" ||
+          value === (Object.prototype as Record<string, unknown>)[property]
+        )
+          return value;
+        const cached = wrappers.get(property);
+        if (cached && cached.original === value) return cached.wrapped;
+        const method = value as (...args: unknown[]) => unknown;
+        const name = `${service}.${property}`;
+        const tags = { rpc_service: service, rpc_method: property };
+        const wrapped = function (this: unknown, ...args: unknown[]) {
+          const self = this === proxy || this === undefined ? object : this;
+          return tracer.span(name, () => method.apply(self, args), { tags });
+        };
+        wrappers.set(property, { original: value, wrapped });
+        return wrapped;
+      },
+    });
+    return proxy;
+  }
+
+  /** The span the calling code runs in (through async context), if any. */
+  currentSpan(): Span | undefined {
+    return this.context.getStore();
+  }
+
+  /** Writes a W3C `traceparent` for the current span into `headers` (an object or `Headers`) and returns it. */
+  inject<H>(headers: H): H {
+    try {
+      const span = this.context.getStore();
+      if (span) writeHeader(headers, "traceparent", formatTraceparent(span.runId, span.id));
+    } catch {
+      // Headers that refuse writes are left as they are.
+    }
+    return headers;
+  }
+
+  /** Starts a request by hand; end it with `end()`. Its spans do not enter async context. */
+  startRequest(name: string, options?: RequestOptions): RequestHandle {
+    try {
+      return new ManualRequest(this.newRequest(name, options));
+    } catch {
+      return NOOP_REQUEST;
+    }
+  }
+
+  /** Sends what has finished (and the current window of long requests); true once the agent acknowledged all of it. */
+  flush(): Promise<boolean> {
+    if (this.closed) return this.shutdownPromise?.then(() => !this.sender.hasPending) ?? Promise.resolve(false);
+    try {
+      this.collect(false);
+      return this.sender.whenDelivered(FLUSH_TIMEOUT_MS);
+    } catch {
+      return Promise.resolve(false);
+    }
+  }
+
+  /** Flushes everything, including open requests so far, and closes the connection. Never stops the agent. */
+  shutdown(): Promise<void> {
+    this.shutdownPromise ??= (async () => {
+      this.closed = true;
+      clearInterval(this.timer);
+      process.removeListener("beforeExit", this.onBeforeExit);
+      try {
+        this.collect(true);
+        await this.sender.whenDelivered(FLUSH_TIMEOUT_MS);
+      } catch {
+        // Shutdown never fails.
+      }
+      this.sender.close();
+    })();
+    return this.shutdownPromise;
+  }
+
+  stats(): TracerStats {
+    return { ...this.sender.stats(), openRequests: this.open.size };
+  }
+
+  private newRequest(name: string, options: RequestOptions | undefined): RequestRecord {
+    if (this.closed) throw new Error("shut down");
+    const parent: Parent | undefined =
+      parseTraceparent(readHeader(options?.headers, "traceparent")) ?? this.currentParent();
+    const request = new RequestRecord(
+      newRunId(),
+      typeof name === "string" ? name : String(name),
+      this.maxSpans,
+      parent,
+      this.endRequest,
+    );
+    const tags = options?.tags;
+    if (tags) for (const key of Object.keys(tags)) request.tag(key, tags[key]);
+    this.open.add(request);
+    return request;
+  }
+
+  /** A request started inside another one's span is linked to it. */
+  private currentParent(): Parent | undefined {
+    const span = this.context.getStore();
+    return span ? { runId: span.runId, spanId: span.id } : undefined;
+  }
+
+  /** Runs `fn` in `span`'s context; `finish` is called once with the error (if any) when it settles. */
+  private run<T>(span: SpanRecord, fn: (span: Span) => T, finish: (error?: unknown) => void): T {
+    const settle = (error?: unknown) => {
+      try {
+        finish(error);
+      } catch {
+        // Recording problems never reach the application.
+      }
+    };
+    let result: T;
+    try {
+      result = this.context.run(span, fn, span);
+    } catch (error) {
+      settle(error ?? new Error(String(error)));
+      throw error;
+    }
+    if (isThenable(result)) {
+      return result.then(
+        (value) => {
+          settle();
+          return value;
+        },
+        (error: unknown) => {
+          settle(error ?? new Error(String(error)));
+          throw error;
+        },
+      ) as T;
+    }
+    settle();
+    return result;
+  }
+
+  private tick(): void {
+    try {
+      reanchor();
+      this.collect(false);
+    } catch {
+      // A failed tick loses nothing that the next one cannot send.
+    }
+  }
+
+  /** Encodes finished requests and a window of long ones into the sender's queue, then sends. */
+  private collect(all: boolean): void {
+    const now = nowMs();
+    const done = this.done;
+    this.done = [];
+    for (const request of done) {
+      const batch = encodeRequest(request, this.app, now);
+      if (batch) this.sender.enqueue(batch.bodies);
+    }
+    for (const request of this.open) {
+      if (!all && now - request.lastSentMs < this.interval) continue;
+      const batch = encodeRequest(request, this.app, now);
+      if (batch) this.sender.enqueue(batch.bodies);
+    }
+    this.sender.kick();
+  }
+
+  /** The tail, when the event loop runs dry: one bounded attempt per new batch (the timer keeps the process up). */
+  private flushBeforeExit(): void {
+    if (this.closed) return;
+    try {
+      this.collect(true);
+      const seq = this.sender.lastSeq;
+      if (!this.sender.hasPending || seq === this.exitFlushSeq) return;
+      this.exitFlushSeq = seq;
+      void this.sender.whenDelivered(FLUSH_TIMEOUT_MS);
+    } catch {
+      // Exiting anyway.
+    }
+  }
+
+  private hello(): unknown[] {
+    return [
+      {
+        Register: {
+          app: this.app,
+          key: "",
+          api_version: "1.0",
+          language: "nodejs",
+          language_version: process.versions.node,
+          host: hostname(),
+          sdk: SDK_NAME,
+          sdk_version: SDK_VERSION,
+        },
+      },
+      {
+        ApplicationEvent: {
+          event_type: "scout.metadata",
+          event_value: {
+            language: "nodejs",
+            language_version: process.versions.node,
+            sdk: SDK_NAME,
+            sdk_version: SDK_VERSION,
+            pid: process.pid,
+          },
+          source: `Pid: ${process.pid}`,
+          timestamp: isoMicros(nowMs()),
+        },
+      },
+      { Status: {} },
+    ];
+  }
+
+  private onControlReply(socket: string, message: unknown, index: number): void {
+    if (index !== 2) return;
+    const status = (message as { Status?: { version?: unknown } } | undefined)?.Status;
+    const version = typeof status?.version === "string" ? status.version : undefined;
+    if (version === undefined)
+      warnOnce(
+        "agent-kind",
+        `spanhub: the agent on ${socket} does not answer Status, so it is not spanhub's agent; it may apply a batch twice after a reconnect`,
+      );
+    else if (compareVersions(version, MIN_AGENT_VERSION) < 0)
+      warnOnce(
+        "agent-version",
+        `spanhub: the agent on ${socket} is version ${version}; ${SDK_NAME} ${SDK_VERSION} needs ${MIN_AGENT_VERSION} or newer: upgrade spanhub`,
+      );
+  }
+}
+
+class ManualRequest implements RequestHandle {
+  constructor(private readonly record: RequestRecord) {}
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get root(): Span {
+    return this.record.root;
+  }
+
+  tag(key: string, value: unknown): RequestHandle {
+    this.record.tag(key, value);
+    return this;
+  }
+
+  startSpan(name: string, options?: StartSpanOptions): Span {
+    try {
+      const given = options?.parent;
+      const parent =
+        given === null ? null : given instanceof SpanRecord && given.request === this.record ? given : this.record.root;
+      return this.record.startSpan(name, parent, options) ?? NOOP_SPAN;
+    } catch {
+      return NOOP_SPAN;
+    }
+  }
+
+  end(options?: EndOptions): void {
+    try {
+      this.record.end(options);
+    } catch {
+      // Never throws.
+    }
+  }
+}
+
+const NOOP_REQUEST: RequestHandle = Object.freeze({
+  id: "",
+  root: NOOP_SPAN,
+  tag() {
+    return NOOP_REQUEST;
+  },
+  startSpan() {
+    return NOOP_SPAN;
+  },
+  end() {},
+});
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  return typeof value === "number" && Number.isFinite(value) && value > 0 ? value : fallback;
+}
