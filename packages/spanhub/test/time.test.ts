@@ -40,6 +40,26 @@ describe("parseIsoMicros", () => {
     assert.equal(parseIsoMicros("2026-11-23T08:47:25.363120999Z"), T0 + 120);
   });
 
+  it("reads every common UTC form exactly, whichever path it takes (2,000 random times)", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let index = 0; index < 2000; index++) {
+      const micros = Math.floor(random() * 4_000_000_000_000_000);
+      const base = new Date(Math.floor(micros / 1000)).toISOString().slice(0, 19);
+      const fraction = String(micros % 1_000_000).padStart(6, "0");
+      assert.equal(parseIsoMicros(`${base}.${fraction}Z`), micros);
+      assert.equal(parseIsoMicros(`${base}.${fraction}+00:00`), micros);
+      assert.equal(parseIsoMicros(`${base}.${fraction.slice(0, 3)}Z`), micros - (micros % 1000));
+      assert.equal(parseIsoMicros(`${base}Z`), micros - (micros % 1_000_000));
+      assert.equal(parseIsoMicros(`${base}.${fraction}123Z`), micros);
+    }
+    assert.equal(parseIsoMicros("2026/11/23T08:47:25.363Z"), undefined);
+    assert.equal(parseIsoMicros("2026-11-23T08:47:25.Z"), undefined);
+  });
+
   it("returns undefined for anything that is not such a time", () => {
     for (const text of [
       "",

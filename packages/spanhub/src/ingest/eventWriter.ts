@@ -3,6 +3,12 @@ import type { Submission, SubmitResult } from "../model/event.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { Store } from "../store/store.js";
 
+/**
+ * Groups handed to the store at once: the next group is encoded and sent to the
+ * writer thread while the current one commits. The store commits them in order.
+ */
+const MAX_GROUPS_IN_FLIGHT = 2;
+
 interface Pending {
   submission: Submission;
   resolve: (result: SubmitResult) => void;
@@ -27,7 +33,7 @@ export class EventWriter {
   private queue: Pending[] = [];
   private queuedEvents = 0;
   private scheduled = false;
-  private writing: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
   private drainWaiters: (() => void)[] = [];
   private readonly maxBatchEvents: number;
   private readonly maxBacklogEvents: number;
@@ -62,37 +68,37 @@ export class EventWriter {
 
   /** Commits everything queued so far. */
   async flush(): Promise<void> {
-    while (this.writing || this.queue.length > 0) {
-      if (this.writing) await this.writing;
-      else await this.writeGroup();
+    while (this.inFlight.size > 0 || this.queue.length > 0) {
+      if (this.queue.length > 0 && this.inFlight.size < MAX_GROUPS_IN_FLIGHT) this.writeGroup();
+      else await Promise.race(this.inFlight);
     }
   }
 
   private schedule(): void {
-    if (this.scheduled || this.writing) return;
+    if (this.scheduled || this.inFlight.size >= MAX_GROUPS_IN_FLIGHT) return;
     this.scheduled = true;
     // setImmediate runs after the pending socket reads of this loop turn, so they share one commit.
     setImmediate(() => {
       this.scheduled = false;
-      if (!this.writing && this.queue.length > 0) void this.writeGroup();
+      if (this.inFlight.size < MAX_GROUPS_IN_FLIGHT && this.queue.length > 0) this.writeGroup();
     });
   }
 
-  private writeGroup(): Promise<void> {
-    const group: Pending[] = [];
+  private writeGroup(): void {
+    let count = 0;
     let events = 0;
-    while (this.queue.length > 0 && (group.length === 0 || events < this.maxBatchEvents)) {
-      const next = this.queue.shift() as Pending;
-      group.push(next);
-      events += next.submission.events.length;
+    while (count < this.queue.length && (count === 0 || events < this.maxBatchEvents)) {
+      events += (this.queue[count] as Pending).submission.events.length;
+      count += 1;
     }
+    const group = this.queue.splice(0, count);
     this.queuedEvents -= events;
-    this.writing = this.commit(group, events).finally(() => {
-      this.writing = undefined;
+    const writing: Promise<void> = this.commit(group, events).finally(() => {
+      this.inFlight.delete(writing);
       if (!this.overloaded) for (const wake of this.drainWaiters.splice(0)) wake();
       if (this.queue.length > 0) this.schedule();
     });
-    return this.writing;
+    this.inFlight.add(writing);
   }
 
   private async commit(group: Pending[], events: number): Promise<void> {
