@@ -6,6 +6,8 @@ import type { WriterRequest, WriterResponse } from "./writerThread.js";
 /** The SQLite writer thread: owns the write connection and commits what the main thread sends. */
 const { dbPath, durability } = workerData as { dbPath: string; durability: "full" | "normal" };
 const db = openDatabase(dbPath, durability);
+// The checkpoint thread keeps the WAL short; this only bounds it (256 MiB) should that thread fall behind.
+db.pragma("wal_autocheckpoint = 65536");
 const writer = new SqliteWriter(db);
 const port = parentPort;
 if (!port) throw new Error("writerMain runs only as a worker thread");

@@ -11,6 +11,9 @@ export type WriterResponse =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; message: string; code?: string };
 
+/** How often the checkpoint thread copies the WAL into the database file. */
+const CHECKPOINT_EVERY_MS = 250;
+
 interface Waiter {
   resolve: (value: never) => void;
   reject: (error: Error) => void;
@@ -19,6 +22,7 @@ interface Waiter {
 /** The client side of the SQLite writer thread (`writerMain.ts`): one request in, one response out, by id. */
 export class WriterThread {
   private readonly worker: Worker;
+  private readonly checkpointer: Worker;
   private readonly waiting = new Map<number, Waiter>();
   private nextId = 1;
   private exited: Promise<void>;
@@ -26,6 +30,9 @@ export class WriterThread {
 
   constructor(dbPath: string, durability: "full" | "normal") {
     this.worker = new Worker(new URL("./writerMain.js", import.meta.url), { workerData: { dbPath, durability } });
+    this.checkpointer = new Worker(new URL("./checkpointMain.js", import.meta.url), {
+      workerData: { dbPath, durability, everyMs: CHECKPOINT_EVERY_MS },
+    });
     this.worker.on("message", (response: WriterResponse) => {
       const waiter = this.waiting.get(response.id);
       this.waiting.delete(response.id);
@@ -52,8 +59,10 @@ export class WriterThread {
   }
 
   async close(): Promise<void> {
+    const checkpointerExited = new Promise((resolve) => this.checkpointer.once("exit", resolve));
+    this.checkpointer.postMessage("close");
     if (!this.dead) await this.call({ id: 0, type: "close" }).catch(() => undefined);
-    await this.exited;
+    await Promise.all([this.exited, checkpointerExited]);
   }
 
   private call<T>(request: WriterRequest): Promise<T> {
