@@ -1,4 +1,5 @@
 import * as ingest from "./ingest.js";
+import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
 
 /**
@@ -6,7 +7,10 @@ import { type BenchModule, formatTable } from "./table.js";
  * that measures its own baseline in the same run; add new ones to this list.
  * `node bench/dist/run.js [name...]` runs only the named ones.
  */
-const BENCHMARKS: [name: string, module: BenchModule][] = [["ingest", ingest]];
+const BENCHMARKS: [name: string, module: BenchModule][] = [
+  ["ingest", ingest],
+  ["sdk", sdk],
+];
 
 const only = process.argv.slice(2);
 let failed = 0;
