@@ -11,6 +11,15 @@ export interface EndOptions {
   error?: unknown;
 }
 
+/** Who receives the frames: the wire dialect the encoder writes for. */
+export type Dialect =
+  /** spanhub's agent 0.2.0 or newer: Scout commands with spanhub's extensions. */
+  | "extended"
+  /** spanhub's agent before 0.2.0 (or not yet known): plain Scout, parent links in an `Events` frame. */
+  | "spanhub"
+  /** Not spanhub's agent (Status refused): plain Scout only. */
+  | "scout";
+
 export interface SpanOptions {
   tags?: Record<string, unknown>;
 }
@@ -40,7 +49,16 @@ export class SpanRecord implements Span {
   tags: PendingTags | undefined;
   logs: { time: number; text: string }[] | undefined;
   logsChanged = false;
+  /** Logs already sent as `LogSpan` (spanhub 0.2 agents); older agents get the whole list as a tag. */
+  logsSent = 0;
   startSent = false;
+  /** How it ended, as given to `end()`: sent as StopSpan fields (or as tags to older agents). */
+  status: Status | undefined;
+  error: unknown;
+  /** The span's kind (`request` for a root span, `rpc` for an instrumented call). */
+  kind: string | undefined;
+  rpcService: string | undefined;
+  rpcMethod: string | undefined;
 
   constructor(
     readonly request: RequestRecord,
@@ -72,13 +90,17 @@ export class SpanRecord implements Span {
 
   end(options?: EndOptions): void {
     if (this.endMs !== undefined) return;
-    if (options) applyOutcome(this, options);
+    if (options) {
+      this.status = options.status;
+      this.error = options.error;
+    }
     this.endMs = nowMs();
   }
 
   /** Marks the span failed with the error's type, message and stack (before `end`). */
   fail(error: unknown): void {
-    applyOutcome(this, { status: "failed", error });
+    this.status = "failed";
+    this.error = error;
   }
 }
 
@@ -94,6 +116,9 @@ export class RequestRecord {
   spanCount = 0;
   droppedSpans = 0;
   droppedSent = 0;
+  /** How it ended, as given to `end()`. */
+  status: Status | undefined;
+  error: unknown;
   lastSentMs: number;
   readonly root: SpanRecord;
 
@@ -106,6 +131,7 @@ export class RequestRecord {
   ) {
     this.lastSentMs = this.startMs;
     this.root = new SpanRecord(this, null, name);
+    this.root.kind = "request";
     this.spans.push(this.root);
     this.spanCount = 1;
   }
@@ -116,8 +142,16 @@ export class RequestRecord {
     else this.tags = [key, value];
   }
 
-  /** A new span, or undefined once the request has `maxSpans` spans (it is counted instead). */
-  startSpan(name: string, parent: SpanRecord | null, options?: SpanOptions): SpanRecord | undefined {
+  /**
+   * A new span, or undefined once the request has `maxSpans` spans (it is counted instead).
+   * `rpc` makes it an instrumented call (`instrument`): kind `rpc` with its service and method.
+   */
+  startSpan(
+    name: string,
+    parent: SpanRecord | null,
+    options?: SpanOptions,
+    rpc?: { service: string; method: string },
+  ): SpanRecord | undefined {
     if (this.endMs !== undefined) return undefined;
     if (this.spanCount >= this.maxSpans) {
       this.droppedSpans += 1;
@@ -125,6 +159,11 @@ export class RequestRecord {
     }
     this.spanCount += 1;
     const span = new SpanRecord(this, parent ? parent.id : null, typeof name === "string" ? name : String(name));
+    if (rpc) {
+      span.kind = "rpc";
+      span.rpcService = rpc.service;
+      span.rpcMethod = rpc.method;
+    }
     if (options?.tags) for (const key of Object.keys(options.tags)) span.tag(key, options.tags[key]);
     this.spans.push(span);
     return span;
@@ -133,11 +172,8 @@ export class RequestRecord {
   end(options?: EndOptions): void {
     if (this.endMs !== undefined) return;
     if (options) {
-      const { status, error } = options;
-      if (error !== undefined) for (const [key, value] of errorTags(error)) this.tag(key, value);
-      if (status === "failed" || status === "timed_out" || (status === undefined && error !== undefined))
-        this.tag("error", true);
-      if (status !== undefined && status !== "ok" && status !== "failed") this.tag("spanhub.status", status);
+      this.status = options.status;
+      this.error = options.error;
     }
     this.root.end();
     this.endMs = nowMs();
@@ -145,11 +181,27 @@ export class RequestRecord {
   }
 }
 
-function applyOutcome(span: SpanRecord, { status, error }: EndOptions): void {
-  if (error !== undefined) for (const [key, value] of errorTags(error)) span.tag(key, value);
+/**
+ * How an outcome is said to an agent without spanhub's StopSpan/FinishRequest fields: the error
+ * as `error.*` tags, `error: true` when it failed, and a status Scout cannot say as `spanhub.status`.
+ */
+export function outcomeTags(status: Status | undefined, error: unknown): [string, unknown][] {
+  const tags: [string, unknown][] = error === undefined ? [] : errorTags(error);
   if (status === "failed" || status === "timed_out" || (status === undefined && error !== undefined))
-    span.tag("error", true);
-  if (status !== undefined && status !== "ok" && status !== "failed") span.tag("spanhub.status", status);
+    tags.push(["error", true]);
+  if (status !== undefined && status !== "ok" && status !== "failed") tags.push(["spanhub.status", status]);
+  return tags;
+}
+
+/** The wire form of an error for spanhub's `error` field: `{type, message, stack}`, or a message. */
+export function errorObject(error: unknown): { type?: string; message: string; stack?: string } {
+  if (error instanceof Error) {
+    const type = error.name || error.constructor?.name || "Error";
+    return typeof error.stack === "string"
+      ? { type, message: error.message, stack: error.stack }
+      : { type, message: error.message };
+  }
+  return { message: safeText(error) };
 }
 
 /** `error.type`, `error.message`, `error.stack` for an Error; `error.message` for anything else. */

@@ -70,6 +70,8 @@ export class Sender {
   private retryTimer: NodeJS.Timeout | undefined;
   private exportTimer: NodeJS.Timeout | undefined;
   private waiters: { seq: number; resolve: (ok: boolean) => void }[] = [];
+  /** Called once the hello frames of a connection are answered, or the connection attempt ends without one. */
+  private helloWaiters: (() => void)[] = [];
   private acknowledged = 0;
   private dropped = 0;
   private cycleDropped = 0;
@@ -134,6 +136,34 @@ export class Sender {
     this.connectSoon();
   }
 
+  /** A connection is being opened, or its hello frames (Register, ApplicationEvent, Status) await replies. */
+  get awaitingHello(): boolean {
+    if (this.state === "connecting") return true;
+    if (this.state !== "connected") return false;
+    for (const item of this.inflight) if ("control" in item) return true;
+    return false;
+  }
+
+  /** Resolves once the hello frames are answered, the connection attempt fails, or after `timeoutMs`. */
+  whenHelloAnswered(timeoutMs: number): Promise<void> {
+    if (!this.awaitingHello) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.helloWaiters = this.helloWaiters.filter((other) => other !== done);
+        resolve();
+      };
+      // Referenced, like a flush's own wait, and bounded.
+      const timer = setTimeout(done, timeoutMs);
+      this.helloWaiters.push(done);
+    });
+  }
+
+  private releaseHelloWaiters(): void {
+    if (this.helloWaiters.length === 0 || this.awaitingHello) return;
+    for (const done of [...this.helloWaiters]) done();
+  }
+
   /** The sequence number of the newest entry. */
   get lastSeq(): number {
     return this.seq;
@@ -152,6 +182,7 @@ export class Sender {
     const socket = this.socket;
     this.socket = undefined;
     this.state = "idle";
+    this.releaseHelloWaiters();
     socket?.end();
   }
 
@@ -273,10 +304,12 @@ export class Sender {
     if (this.closed && this.waiters.length === 0) {
       socket?.destroy();
       this.state = "idle";
+      this.releaseHelloWaiters();
       return;
     }
     if (!socket) {
       this.state = "idle";
+      this.releaseHelloWaiters();
       this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs === 0 ? 100 : this.backoffMs * 2);
       this.nextAttemptAt = Date.now() + this.backoffMs;
       this.settleWaiters(false);
@@ -317,6 +350,7 @@ export class Sender {
       } catch {
         // Never let a reply break the connection.
       }
+      this.releaseHelloWaiters();
       return;
     }
     const failed = typeof message !== "object" || message === null || "Failure" in message;
@@ -354,6 +388,7 @@ export class Sender {
     const unacknowledged: Entry[] = [];
     for (const item of this.inflight) if ("entry" in item) unacknowledged.push(item.entry);
     this.inflight = [];
+    this.releaseHelloWaiters();
     this.queue = [...unacknowledged, ...this.queue];
     if (this.closed) return;
     // Reconnect at once when there is something to send; else on the next flush.

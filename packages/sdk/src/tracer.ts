@@ -2,7 +2,15 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { hostname } from "node:os";
 import { encodeRequest } from "./encode.js";
 import { newRunId } from "./ids.js";
-import { type EndOptions, NOOP_SPAN, RequestRecord, type Span, type SpanOptions, SpanRecord } from "./records.js";
+import {
+  type Dialect,
+  type EndOptions,
+  NOOP_SPAN,
+  RequestRecord,
+  type Span,
+  type SpanOptions,
+  SpanRecord,
+} from "./records.js";
 import { type DropReport, Sender, type SenderStats } from "./sender.js";
 import { defaultSocket, parseEndpoint } from "./socketPath.js";
 import { isoMicros, nowMs, reanchor } from "./time.js";
@@ -58,6 +66,8 @@ export interface TracerStats extends SenderStats {
 
 const DEFAULTS = { flushIntervalMs: 1000, maxQueueBytes: 8 * 1024 * 1024, maxSpansPerRequest: 10_000 };
 const FLUSH_TIMEOUT_MS = 10_000;
+/** How long a flush waits for a new connection's `Status` answer, so it encodes for the right agent. */
+const HELLO_WAIT_MS = 3000;
 
 export function createTracer(options: TracerOptions): Tracer {
   return new Tracer(options);
@@ -75,6 +85,13 @@ export class Tracer {
   private closed = false;
   private shutdownPromise: Promise<void> | undefined;
   private exitFlushSeq = -1;
+  /**
+   * What the agent understands, from its `Status` answer on the latest connection. Until one
+   * arrives: plain Scout commands, which every agent understands (with an `Events` frame for a
+   * parent link, as spanhub 0.1 agents need).
+   */
+  private dialect: Dialect = "spanhub";
+  private dialectKnown = false;
   private readonly endRequest = (request: RequestRecord) => {
     this.open.delete(request);
     this.done.push(request);
@@ -122,11 +139,20 @@ export class Tracer {
 
   /** Runs `fn` as a child of the current span; outside a request it just runs `fn`. */
   span<T>(name: string, fn: (span: Span) => T, options?: SpanOptions): T {
+    return this.childSpan(name, fn, options, undefined);
+  }
+
+  private childSpan<T>(
+    name: string,
+    fn: (span: Span) => T,
+    options: SpanOptions | undefined,
+    rpc: { service: string; method: string } | undefined,
+  ): T {
     const parent = this.context.getStore();
     if (!parent || this.closed) return fn(NOOP_SPAN);
     let span: SpanRecord | undefined;
     try {
-      span = parent.request.startSpan(name, parent, options);
+      span = parent.request.startSpan(name, parent, options, rpc);
     } catch {
       span = undefined;
     }
@@ -136,8 +162,8 @@ export class Tracer {
   }
 
   /**
-   * A proxy whose public method calls are spans named `service.method`, tagged `rpc_service` and
-   * `rpc_method`; a returned promise ends the span when it settles. Members starting with `_`,
+   * A proxy whose public method calls are spans named `service.method`, of kind `rpc` with
+   * `rpc_service` and `rpc_method` (tags for agents before 0.2.0); a returned promise ends the span when it settles. Members starting with `_`,
    * non-functions, `then` and `constructor` pass through.
    */
   instrument<T extends object>(target: T, service: string): T {
@@ -159,10 +185,10 @@ export class Tracer {
         if (cached && cached.original === value) return cached.wrapped;
         const method = value as (...args: unknown[]) => unknown;
         const name = `${service}.${property}`;
-        const tags = { rpc_service: service, rpc_method: property };
+        const rpc = { service: String(service), method: property };
         const wrapped = function (this: unknown, ...args: unknown[]) {
           const self = this === proxy || this === undefined ? object : this;
-          return tracer.span(name, () => method.apply(self, args), { tags });
+          return tracer.childSpan(name, () => method.apply(self, args), undefined, rpc);
         };
         wrappers.set(property, { original: value, wrapped });
         return wrapped;
@@ -199,6 +225,14 @@ export class Tracer {
   /** Sends what has finished (and the current window of long requests); true once the agent acknowledged all of it. */
   flush(): Promise<boolean> {
     if (this.closed) return this.shutdownPromise?.then(() => !this.sender.hasPending) ?? Promise.resolve(false);
+    // A connection that is still being set up tells us in a moment what the agent understands.
+    if (!this.dialectKnown && this.sender.awaitingHello)
+      return this.sender.whenHelloAnswered(HELLO_WAIT_MS).then(() => this.flushNow());
+    return this.flushNow();
+  }
+
+  private flushNow(): Promise<boolean> {
+    if (this.closed) return this.shutdownPromise?.then(() => !this.sender.hasPending) ?? Promise.resolve(false);
     try {
       this.collect(false);
       return this.sender.whenDelivered(FLUSH_TIMEOUT_MS);
@@ -214,6 +248,7 @@ export class Tracer {
       clearInterval(this.timer);
       process.removeListener("beforeExit", this.onBeforeExit);
       try {
+        if (!this.dialectKnown && this.sender.awaitingHello) await this.sender.whenHelloAnswered(HELLO_WAIT_MS);
         this.collect(true);
         await this.sender.whenDelivered(FLUSH_TIMEOUT_MS);
       } catch {
@@ -298,12 +333,12 @@ export class Tracer {
     const done = this.done;
     this.done = [];
     for (const request of done) {
-      const batch = encodeRequest(request, this.app, now);
+      const batch = encodeRequest(request, this.app, now, this.dialect);
       if (batch) this.sender.enqueue(batch.bodies);
     }
     for (const request of this.open) {
       if (!all && now - request.lastSentMs < this.interval) continue;
-      const batch = encodeRequest(request, this.app, now);
+      const batch = encodeRequest(request, this.app, now, this.dialect);
       if (batch) this.sender.enqueue(batch.bodies);
     }
     this.sender.kick();
@@ -355,20 +390,25 @@ export class Tracer {
     ];
   }
 
+  /** The `Status` answer (the third hello frame) decides what this SDK sends to the agent. */
   private onControlReply(socket: string, message: unknown, index: number): void {
     if (index !== 2) return;
     const status = (message as { Status?: { version?: unknown } } | undefined)?.Status;
     const version = typeof status?.version === "string" ? status.version : undefined;
-    if (version === undefined)
+    this.dialectKnown = true;
+    if (version === undefined) {
+      this.dialect = "scout";
       warnOnce(
         "agent-kind",
-        `spanhub: the agent on ${socket} does not answer Status, so it is not spanhub's agent; it may apply a batch twice after a reconnect`,
+        `spanhub: the agent on ${socket} does not answer Status, so it is not spanhub's agent; ${SDK_NAME} sends it plain Scout commands (no logs with their times, statuses or parent links as fields) and it may apply a batch twice after a reconnect`,
       );
-    else if (compareVersions(version, MIN_AGENT_VERSION) < 0)
+    } else if (compareVersions(version, MIN_AGENT_VERSION) < 0) {
+      this.dialect = "spanhub";
       warnOnce(
         "agent-version",
-        `spanhub: the agent on ${socket} is version ${version}; ${SDK_NAME} ${SDK_VERSION} needs ${MIN_AGENT_VERSION} or newer: upgrade spanhub`,
+        `spanhub: the agent on ${socket} is version ${version}; ${SDK_NAME} ${SDK_VERSION} needs ${MIN_AGENT_VERSION} or newer for spanhub's extensions to Scout commands and sends plain Scout commands meanwhile: upgrade spanhub`,
       );
+    } else this.dialect = "extended";
   }
 }
 

@@ -1,8 +1,12 @@
 /** This SDK's name and version, sent in `Register` (a test keeps it equal to package.json). */
 export const SDK_NAME = "@spanhub/sdk";
 export const SDK_VERSION = "0.1.0";
-/** The oldest spanhub agent this SDK works with: it needs `batch_id` deduplication (0.1.0). */
-export const MIN_AGENT_VERSION = "0.1.0";
+/**
+ * The oldest spanhub agent this SDK is made for: it needs `batch_id` deduplication (0.1.0) and
+ * spanhub's extensions to Scout commands (0.2.0). With an older agent it warns once and sends
+ * plain Scout commands.
+ */
+export const MIN_AGENT_VERSION = "0.2.0";
 
 /** Compares dotted numeric versions; non-numeric parts count as 0. */
 export function compareVersions(a: string, b: string): number {

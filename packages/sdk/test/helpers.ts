@@ -123,6 +123,7 @@ export interface RunRow {
   parent_run_id: string | null;
   parent_span_id: string | null;
   pid: number | null;
+  error: string | null;
 }
 
 export interface SpanRow {
@@ -132,6 +133,13 @@ export interface SpanRow {
   name: string | null;
   status: string;
   tags: string;
+  kind: string | null;
+  /** JSON: `[{ time (µs), text }]`, or null. */
+  logs: string | null;
+  /** JSON: `{ type, message, stack }`, or null. */
+  error: string | null;
+  rpc_service: string | null;
+  rpc_method: string | null;
 }
 
 export function readStore(home: Home): { runs: RunRow[]; spans: SpanRow[] } {
@@ -140,7 +148,7 @@ export function readStore(home: Home): { runs: RunRow[]; spans: SpanRow[] } {
     const runs = db.prepare("SELECT * FROM runs ORDER BY rid").all() as RunRow[];
     const spans = db
       .prepare(
-        "SELECT runs.id AS run_id, spans.span_id, spans.parent_id, spans.name, spans.status, spans.tags FROM spans JOIN runs ON runs.rid = spans.rid ORDER BY spans.start_us",
+        "SELECT runs.id AS run_id, spans.span_id, spans.parent_id, spans.name, spans.status, spans.tags, spans.kind, spans.logs, spans.error, spans.rpc_service, spans.rpc_method FROM spans JOIN runs ON runs.rid = spans.rid ORDER BY spans.start_us",
       )
       .all() as SpanRow[];
     return { runs, spans };

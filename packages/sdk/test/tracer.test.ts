@@ -33,6 +33,7 @@ describe("tracer against a real agent", () => {
   test("a request finished within one window is one BatchCommand with its whole tree", async () => {
     assert.equal(await tracer.flush(), true);
     const before = await messageCount(agent.metricsUrl, "BatchCommand");
+    const started = Date.now();
     const ids: string[] = [];
     for (let index = 0; index < 5; index++) {
       await tracer.request(
@@ -70,9 +71,12 @@ describe("tracer against a real agent", () => {
       assert.equal(query?.parent_id, root?.span_id);
       assert.equal(render?.parent_id, root?.span_id);
       assert.equal(fetch?.parent_id, query?.span_id);
-      const tags = JSON.parse(query?.tags ?? "{}");
-      assert.equal(tags["db.statement"], "SELECT 1");
-      assert.equal(tags.logs[0].text, "3 rows");
+      assert.deepEqual(JSON.parse(query?.tags ?? "{}"), { "db.statement": "SELECT 1" });
+      // Sent as spanhub's LogSpan: a log with its own time, not a tag.
+      const [log] = JSON.parse(query?.logs ?? "[]") as { time: number; text: string }[];
+      assert.equal(log?.text, "3 rows");
+      assert.ok(Math.abs((log?.time ?? 0) / 1000 - started) < 60_000, "the log keeps its time");
+      assert.equal(root?.kind, "request");
     }
   });
 
@@ -155,13 +159,15 @@ describe("tracer against a real agent", () => {
     assert.equal(await tracer.flush(), true);
     const run = readStore(home).runs.find((row) => row.id === runId);
     assert.equal(run?.status, "failed");
-    assert.equal(JSON.parse(run?.tags ?? "{}")["error.message"], "bad invoice");
+    assert.equal(JSON.parse(run?.error ?? "{}").message, "bad invoice");
     const charge = spansOf(runId).find((span) => span.name === "charge");
     assert.equal(charge?.status, "failed");
-    const tags = JSON.parse(charge?.tags ?? "{}");
-    assert.equal(tags["error.type"], "TypeError");
-    assert.equal(tags["error.message"], "bad invoice");
-    assert.match(tags["error.stack"], /bad invoice/);
+    // Sent as StopSpan's error field (spanhub 0.2), not as tags.
+    assert.deepEqual(JSON.parse(charge?.tags ?? "{}"), {});
+    const error = JSON.parse(charge?.error ?? "{}");
+    assert.equal(error.type, "TypeError");
+    assert.equal(error.message, "bad invoice");
+    assert.match(error.stack, /bad invoice/);
     assert.equal(readStore(home).runs.find((row) => row.id === syncRunId)?.status, "failed");
   });
 
@@ -206,7 +212,10 @@ describe("tracer against a real agent", () => {
       "postgres.query",
     ]);
     const query = mine.find((span) => span.name === "postgres.query");
-    assert.deepEqual({ ...JSON.parse(query?.tags ?? "{}") }, { rpc_service: "postgres", rpc_method: "query" });
+    assert.equal(query?.rpc_service, "postgres");
+    assert.equal(query?.rpc_method, "query");
+    assert.equal(query?.kind, "rpc");
+    assert.deepEqual(JSON.parse(query?.tags ?? "{}"), {});
     assert.equal(mine.find((span) => span.name === "postgres.fail")?.status, "failed");
   });
 
@@ -220,6 +229,9 @@ describe("tracer against a real agent", () => {
       });
     });
     assert.match(headers.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    assert.equal(await tracer.flush(), true);
+    const batchesBefore = await messageCount(agent.metricsUrl, "BatchCommand");
+    const eventsBefore = await messageCount(agent.metricsUrl, "Events");
     let downstream = "";
     await tracer.request(
       "backend",
@@ -229,6 +241,9 @@ describe("tracer against a real agent", () => {
       { headers: { TraceParent: headers.traceparent } },
     );
     assert.equal(await tracer.flush(), true);
+    // A linked request is exactly one frame: the link rides on StartRequest, no Events frame.
+    assert.equal((await messageCount(agent.metricsUrl, "BatchCommand")) - batchesBefore, 1);
+    assert.equal((await messageCount(agent.metricsUrl, "Events")) - eventsBefore, 0);
     const run = readStore(home).runs.find((row) => row.id === downstream);
     assert.equal(run?.parent_run_id, upstream.runId);
     assert.equal(run?.parent_span_id, upstream.spanId);
@@ -256,7 +271,18 @@ describe("tracer against a real agent", () => {
     assert.equal(spanA?.parent_id, request.root.id);
     assert.equal(spanB?.parent_id, spanA?.span_id);
     assert.equal(spanB?.status, "failed");
-    assert.equal(JSON.parse(spanB?.tags ?? "{}").size, 3);
+    assert.deepEqual(JSON.parse(spanB?.tags ?? "{}"), { size: 3, more: true });
+    assert.equal(JSON.parse(spanB?.error ?? "{}").message, "cut off");
+    assert.deepEqual(
+      (JSON.parse(spanB?.logs ?? "[]") as { text: string }[]).map((log) => log.text),
+      ["half way"],
+    );
+    const timedOut = tracer.startRequest("slow");
+    timedOut.startSpan("wait").end({ status: "timed_out" });
+    timedOut.end({ status: "cancelled" });
+    assert.equal(await tracer.flush(), true);
+    assert.equal(readStore(home).runs.find((row) => row.id === timedOut.id)?.status, "cancelled");
+    assert.equal(spansOf(timedOut.id).find((span) => span.name === "wait")?.status, "timed_out");
   });
 
   test("a long request goes out as one partial batch per window and becomes one run", async () => {

@@ -16,4 +16,4 @@ export function defaultPort(env: NodeJS.ProcessEnv = process.env): number {
   return env.SPANHUB_PORT ? Number(env.SPANHUB_PORT) : 7700;
 }
 
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";

@@ -318,4 +318,127 @@ describe("agent over a real Unix socket", () => {
     assert.doesNotMatch(text, /MadeUpCommand42/);
     assert.match(text, /spanhub_agent_messages_total\{protocol="scout",command="\(unknown\)"\} [1-9]/);
   });
+
+  it("stores a BatchCommand that uses every spanhub extension: logs with times, status, error, rpc fields, run name and parent links", async () => {
+    const R = "req-ext-e2e";
+    const before = await metric(/^spanhub_agent_messages_total\{protocol="scout",command="BatchCommand"\}/);
+    const unknownStatusBefore = await metric(/^spanhub_unknown_status_total/);
+    const client = await FrameClient.open(home.socket);
+    const status = await client.send({ Status: {} });
+    assert.equal((status.Status as { version: string }).version, "0.2.0");
+    const reply = await client.send({
+      BatchCommand: {
+        batch_id: "ext-e2e-1",
+        commands: [
+          {
+            StartRequest: {
+              request_id: R,
+              timestamp: "2026-11-23T08:47:25.000000Z",
+              name: "GET /ext",
+              tags: { user: 42 },
+              parent_run_id: "req-ext-parent",
+              parent_span_id: "span-ext-parent",
+            },
+          },
+          {
+            StartSpan: {
+              request_id: R,
+              span_id: "root",
+              parent_id: null,
+              operation: "GET /ext",
+              kind: "request",
+              tags: { path: "/ext", attempt: 1 },
+              timestamp: "2026-11-23T08:47:25.001000Z",
+            },
+          },
+          { LogSpan: { request_id: R, span_id: "root", text: "start", timestamp: "2026-11-23T08:47:25.001500Z" } },
+          { TagSpan: { request_id: R, span_id: "root", tags: { attempt: 2, cache: "miss" } } },
+          {
+            StartSpan: {
+              request_id: R,
+              span_id: "db",
+              parent_id: "root",
+              operation: "postgres.query",
+              kind: "rpc",
+              rpc_service: "postgres",
+              rpc_method: "query",
+              timestamp: "2026-11-23T08:47:25.002000Z",
+            },
+          },
+          { LogSpan: { request_id: R, span_id: "db", text: "retrying", timestamp: "2026-11-23T08:47:25.002250Z" } },
+          {
+            StopSpan: {
+              request_id: R,
+              span_id: "db",
+              timestamp: "2026-11-23T08:47:25.003000Z",
+              status: "timed_out",
+              error: { type: "TimeoutError", message: "query timed out", stack: "TimeoutError: query timed out" },
+            },
+          },
+          {
+            StartSpan: {
+              request_id: R,
+              span_id: "odd",
+              parent_id: "root",
+              operation: "odd",
+              timestamp: "2026-11-23T08:47:25.003100Z",
+            },
+          },
+          { StopSpan: { request_id: R, span_id: "odd", timestamp: "2026-11-23T08:47:25.003200Z", status: "paused" } },
+          { StopSpan: { request_id: R, span_id: "root", timestamp: "2026-11-23T08:47:25.004000Z", error: "gave up" } },
+          {
+            FinishRequest: {
+              request_id: R,
+              timestamp: "2026-11-23T08:47:25.005000Z",
+              status: "cancelled",
+              error: { type: "AbortError", message: "client went away" },
+            },
+          },
+        ],
+      },
+    });
+    client.close();
+    assert.deepEqual(reply, { BatchCommand: { result: "Success" } });
+    assert.equal(
+      (await metric(/^spanhub_agent_messages_total\{protocol="scout",command="BatchCommand"\}/)) - before,
+      1,
+    );
+    assert.equal((await metric(/^spanhub_unknown_status_total/)) - unknownStatusBefore, 1);
+    const view = await run(R);
+    assert.equal(view.name, "GET /ext");
+    assert.equal(view.status, "cancelled");
+    assert.deepEqual(view.error, { type: "AbortError", message: "client went away" });
+    assert.deepEqual(view.tags, { user: 42 });
+    assert.equal(view.parentRunId, "req-ext-parent");
+    assert.equal(view.parentSpanId, "span-ext-parent");
+    assert.equal(view.spanCount, 3);
+    type Full = SpanView & {
+      kind: string | null;
+      logs: { time: string; text: string }[];
+      error: unknown;
+      rpcService?: string;
+      rpcMethod?: string;
+    };
+    const list = (await spans(R)) as Full[];
+    const root = list.find((span) => span.id === "root");
+    const db = list.find((span) => span.id === "db");
+    const odd = list.find((span) => span.id === "odd");
+    assert.equal(root?.kind, "request");
+    assert.deepEqual(root?.tags, { path: "/ext", attempt: 2, cache: "miss" });
+    assert.deepEqual(root?.logs, [{ time: "2026-11-23T08:47:25.001500Z", text: "start" }]);
+    assert.equal(root?.status, "failed", "an error without a status fails the span");
+    assert.deepEqual(root?.error, { message: "gave up" });
+    assert.equal(db?.parentId, "root");
+    assert.equal(db?.kind, "rpc");
+    assert.equal(db?.rpcService, "postgres");
+    assert.equal(db?.rpcMethod, "query");
+    assert.equal(db?.status, "timed_out");
+    assert.deepEqual(db?.error, {
+      type: "TimeoutError",
+      message: "query timed out",
+      stack: "TimeoutError: query timed out",
+    });
+    assert.deepEqual(db?.logs, [{ time: "2026-11-23T08:47:25.002250Z", text: "retrying" }]);
+    assert.equal(odd?.status, "failed", "an unknown status is stored as failed");
+  });
 });

@@ -2,8 +2,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { RunEvent } from "../src/model/event.js";
 import { encodeFrame, FrameReader } from "../src/protocols/framing.js";
-import { AGENT_VERSION, decodeScoutMessage, type ScoutConnection, type ScoutMessage } from "../src/protocols/scout.js";
-import { readFixture, runEnd, runStart, runTag, span, spanEnd, spanStart, spanTag, T0 } from "./helpers.js";
+import {
+  AGENT_VERSION,
+  decodeScoutMessage,
+  isKnownCommand,
+  type ScoutConnection,
+  type ScoutMessage,
+} from "../src/protocols/scout.js";
+import { readFixture, runEnd, runStart, runTag, span, spanEnd, spanLog, spanStart, spanTag, T0 } from "./helpers.js";
 
 type Frame = Record<string, Record<string, unknown>>;
 type Batch = { BatchCommand: { commands: unknown[]; batch_id?: unknown } };
@@ -388,5 +394,215 @@ describe("a Scout connection, frame by frame", () => {
         runEnd(req, T0 + 28_000),
       ],
     );
+  });
+});
+
+describe("spanhub extensions to Scout commands", () => {
+  const R = "req-ext";
+  const iso = (micros: number): string =>
+    `${new Date(Math.floor(micros / 1000)).toISOString().slice(0, -1)}${String(micros % 1000).padStart(3, "0")}Z`;
+
+  it("LogSpan is a known command and becomes a span_log at its time (receive time without one)", () => {
+    assert.ok(isKnownCommand("LogSpan"));
+    const message = decode({ LogSpan: { request_id: R, span_id: "s1", text: "3 rows", timestamp: iso(T0 + 5) } });
+    assert.equal(message.command, "LogSpan");
+    assert.deepEqual(message.reply, { LogSpan: { result: "Success" } });
+    assert.deepEqual(eventsOf(message), [spanLog(R, "s1", T0 + 5, "3 rows")]);
+    assert.deepEqual(eventsOf(decode({ LogSpan: { request_id: R, span_id: "s1", text: { n: 1 } } })), [
+      spanLog(R, "s1", RECEIVED, '{"n":1}'),
+    ]);
+    for (const bad of [
+      { request_id: R, span_id: "s1" },
+      { request_id: R, text: "x" },
+      { span_id: "s1", text: "x" },
+    ])
+      assert.ok("Failure" in decode({ LogSpan: bad }).reply, JSON.stringify(bad));
+  });
+
+  it("StartSpan carries tags, kind and rpc fields; TagSpan carries several tags at once", () => {
+    const start = decode({
+      StartSpan: {
+        request_id: R,
+        span_id: "s1",
+        parent_id: null,
+        operation: "postgres.query",
+        timestamp: iso(T0),
+        tags: { "db.system": "postgresql", rows: 3 },
+        kind: "rpc",
+        rpc_service: "postgres",
+        rpc_method: "query",
+      },
+    });
+    assert.deepEqual(eventsOf(start), [
+      spanStart(R, "s1", null, T0, {
+        name: "postgres.query",
+        spanKind: "rpc",
+        tags: { "db.system": "postgresql", rows: 3 },
+        rpcService: "postgres",
+        rpcMethod: "query",
+      }),
+    ]);
+    const tags = decode({ TagSpan: { request_id: R, span_id: "s1", tags: { a: 1, b: null }, timestamp: iso(T0 + 1) } });
+    assert.deepEqual(eventsOf(tags), [spanTag(R, "s1", T0 + 1, { a: 1, b: null })]);
+    const both = decode({ TagSpan: { request_id: R, span_id: "s1", tags: { a: 1 }, tag: "c", value: true } });
+    assert.deepEqual(eventsOf(both), [spanTag(R, "s1", RECEIVED, { a: 1, c: true })]);
+    for (const bad of [
+      { StartSpan: { request_id: R, span_id: "s1", operation: "x", tags: [1] } },
+      { StartSpan: { request_id: R, span_id: "s1", operation: "x", rpc_service: 5 } },
+      { TagSpan: { request_id: R, span_id: "s1", tags: "a=1" } },
+      { TagSpan: { request_id: R, span_id: "s1" } },
+    ])
+      assert.ok("Failure" in decode(bad).reply, JSON.stringify(bad));
+  });
+
+  it("StopSpan and FinishRequest carry status and error; an unknown status is failed and kept", () => {
+    const stop = (extra: Record<string, unknown>) =>
+      eventsOf(decode({ StopSpan: { request_id: R, span_id: "s1", timestamp: iso(T0), ...extra } }));
+    assert.deepEqual(stop({ status: "timed_out" }), [spanEnd(R, "s1", T0, { status: "timed_out" })]);
+    assert.deepEqual(stop({ status: "paused" }), [spanEnd(R, "s1", T0, { status: "failed", unknownStatus: "paused" })]);
+    assert.deepEqual(stop({ error: { type: "TypeError", message: "bad", stack: "at x" } }), [
+      spanEnd(R, "s1", T0, { error: { type: "TypeError", message: "bad", stack: "at x" } }),
+    ]);
+    assert.deepEqual(stop({ error: "boom", status: "cancelled" }), [
+      spanEnd(R, "s1", T0, { status: "cancelled", error: { message: "boom" } }),
+    ]);
+    assert.deepEqual(stop({ status: null, error: null }), [spanEnd(R, "s1", T0)]);
+    const finish = (extra: Record<string, unknown>) =>
+      eventsOf(decode({ FinishRequest: { request_id: R, timestamp: iso(T0), ...extra } }));
+    assert.deepEqual(finish({ status: "cancelled" }), [runEnd(R, T0, { status: "cancelled" })]);
+    assert.deepEqual(finish({ status: "crashed", error: "oom" }), [
+      runEnd(R, T0, { status: "crashed", error: { message: "oom" } }),
+    ]);
+    assert.deepEqual(finish({ status: 7 }), [runEnd(R, T0, { status: "failed", unknownStatus: "7" })]);
+  });
+
+  it("StartRequest carries name, tags and the parent link, with the connection's host and pid", () => {
+    const message = decode(
+      {
+        StartRequest: {
+          request_id: R,
+          timestamp: iso(T0),
+          name: "GET /invoices",
+          tags: { user: 42 },
+          parent_run_id: "req-up",
+          parent_span_id: "span-up",
+        },
+      },
+      { app: "billing", host: "web-1", pid: 7 },
+    );
+    assert.deepEqual(eventsOf(message), [
+      runStart(R, T0, {
+        name: "GET /invoices",
+        tags: { user: 42 },
+        host: "web-1",
+        pid: 7,
+        parentRunId: "req-up",
+        parentSpanId: "span-up",
+      }),
+    ]);
+    assert.ok("Failure" in decode({ StartRequest: { request_id: R, parent_run_id: 1 } }).reply);
+    assert.ok("Failure" in decode({ StartRequest: { request_id: R, tags: "x" } }).reply);
+  });
+
+  it("a BatchCommand with every extension coalesces into one run start, one span per span and one run end", () => {
+    const message = decode({
+      BatchCommand: {
+        batch_id: "ext-1",
+        commands: [
+          {
+            StartRequest: {
+              request_id: R,
+              timestamp: iso(T0),
+              name: "GET /x",
+              tags: { user: 42 },
+              parent_run_id: "req-up",
+              parent_span_id: "span-up",
+            },
+          },
+          { TagRequest: { request_id: R, tag: "late", value: 1 } },
+          {
+            StartSpan: {
+              request_id: R,
+              span_id: "root",
+              parent_id: null,
+              operation: "GET /x",
+              timestamp: iso(T0 + 10),
+              kind: "request",
+              tags: { a: 1 },
+            },
+          },
+          { LogSpan: { request_id: R, span_id: "root", text: "first", timestamp: iso(T0 + 20) } },
+          { TagSpan: { request_id: R, span_id: "root", tags: { b: 2, a: 3 } } },
+          {
+            StartSpan: {
+              request_id: R,
+              span_id: "db",
+              parent_id: "root",
+              operation: "postgres.query",
+              timestamp: iso(T0 + 30),
+              rpc_service: "postgres",
+              rpc_method: "query",
+            },
+          },
+          { LogSpan: { request_id: R, span_id: "db", text: "retry", timestamp: iso(T0 + 35) } },
+          {
+            StopSpan: {
+              request_id: R,
+              span_id: "db",
+              timestamp: iso(T0 + 40),
+              status: "failed",
+              error: { type: "Error", message: "db down", stack: "Error: db down" },
+            },
+          },
+          { LogSpan: { request_id: R, span_id: "root", text: "after", timestamp: iso(T0 + 45) } },
+          { StopSpan: { request_id: R, span_id: "root", timestamp: iso(T0 + 50), status: "ok" } },
+          { FinishRequest: { request_id: R, timestamp: iso(T0 + 60), status: "failed", error: "db down" } },
+          { LogSpan: { request_id: R, span_id: "root" } },
+        ],
+      },
+    });
+    assert.deepEqual(message.reply, { BatchCommand: { result: "Success" } });
+    assert.equal(message.skipped.length, 1, "the LogSpan without text is skipped");
+    assert.deepEqual(eventsOf(message), [
+      runStart(R, T0, {
+        name: "GET /x",
+        tags: { user: 42, late: 1 },
+        parentRunId: "req-up",
+        parentSpanId: "span-up",
+      }),
+      span(R, "root", null, T0 + 10, T0 + 50, {
+        name: "GET /x",
+        spanKind: "request",
+        tags: { a: 3, b: 2 },
+        logs: [
+          { time: T0 + 20, text: "first" },
+          { time: T0 + 45, text: "after" },
+        ],
+        status: "ok",
+      }),
+      span(R, "db", "root", T0 + 30, T0 + 40, {
+        name: "postgres.query",
+        rpcService: "postgres",
+        rpcMethod: "query",
+        logs: [{ time: T0 + 35, text: "retry" }],
+        status: "failed",
+        error: { type: "Error", message: "db down", stack: "Error: db down" },
+      }),
+      runEnd(R, T0 + 60, { status: "failed", error: { message: "db down" } }),
+    ]);
+  });
+
+  it("leaves the caller's tags objects alone when later commands merge into them", () => {
+    const startTags = { a: 1 };
+    const message = decode({
+      BatchCommand: {
+        commands: [
+          { StartSpan: { request_id: R, span_id: "s", operation: "x", tags: startTags } },
+          { TagSpan: { request_id: R, span_id: "s", tags: { b: 2 } } },
+        ],
+      },
+    });
+    assert.deepEqual(eventsOf(message), [spanStart(R, "s", null, RECEIVED, { name: "x", tags: { a: 1, b: 2 } })]);
+    assert.deepEqual(startTags, { a: 1 });
   });
 });

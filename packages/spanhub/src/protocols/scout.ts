@@ -1,5 +1,13 @@
 import { Coalescer, coalesce } from "../model/coalesce.js";
-import type { AppEvent, RunEvent, Submission } from "../model/event.js";
+import {
+  type AppEvent,
+  type RunEvent,
+  runEndStatus,
+  type Submission,
+  spanEndStatus,
+  type Tags,
+  toSpanError,
+} from "../model/event.js";
 import { type Micros, parseIsoMicros } from "../model/time.js";
 import { DecodeError, decodeJsonEvent, dropUndefined } from "./jsonLines.js";
 
@@ -7,6 +15,12 @@ import { DecodeError, decodeJsonEvent, dropUndefined } from "./jsonLines.js";
  * Scout APM's core-agent commands (and spanhub's own `Events` command) decoded into
  * the event model. Pure: the caller owns the socket, commits the submission, and
  * sends the reply only after the commit.
+ *
+ * spanhub extends a few Scout commands with optional fields that Scout's own agents never
+ * send (see docs/protocol.md, "spanhub extensions to Scout commands"): `LogSpan`; `tags`,
+ * `kind`, `rpc_service`, `rpc_method` on `StartSpan`; `tags` on `TagSpan`; `status` and
+ * `error` on `StopSpan` and `FinishRequest`; `name`, `tags`, `parent_run_id`,
+ * `parent_span_id` on `StartRequest`.
  */
 export const AGENT_VERSION = "1.5.1";
 
@@ -113,9 +127,15 @@ function decodeCommand(
             ];
           } else if (name === "TagSpan" || (name === "TagRequest" && memberBody.tag !== "spanhub.name")) {
             const spanId = name === "TagSpan" ? stringField(memberBody, "span_id") : undefined;
-            const tag = stringField(memberBody, "tag");
             const runId = stringField(memberBody, "request_id");
-            coalescer.tag(runId, spanId, tag, memberBody.value ?? null, timestamp(memberBody, receivedAt));
+            const time = timestamp(memberBody, receivedAt);
+            // spanhub's extension: TagSpan may carry several tags at once in `tags`.
+            const tags = spanId === undefined ? undefined : optionalTags(memberBody);
+            if (tags === undefined || memberBody.tag !== undefined) {
+              const tag = stringField(memberBody, "tag");
+              coalescer.tag(runId, spanId, tag, memberBody.value ?? null, time);
+            }
+            if (tags !== undefined) for (const key in tags) coalescer.tag(runId, spanId, key, tags[key] ?? null, time);
           } else coalescer.add(requestCommand(name, memberBody, connection, receivedAt));
         } catch (error) {
           skipped.push(error instanceof DecodeError ? error : new DecodeError(String(error)));
@@ -161,7 +181,16 @@ export function isKnownCommand(command: string): boolean {
   return REQUEST_COMMANDS.has(command) || OTHER_COMMANDS.has(command);
 }
 
-const REQUEST_COMMANDS = new Set(["StartRequest", "FinishRequest", "TagRequest", "StartSpan", "TagSpan", "StopSpan"]);
+const REQUEST_COMMANDS = new Set([
+  "StartRequest",
+  "FinishRequest",
+  "TagRequest",
+  "StartSpan",
+  "TagSpan",
+  "StopSpan",
+  // spanhub's extension.
+  "LogSpan",
+]);
 
 /** One of the commands that describe a request and its spans. */
 function requestCommand(
@@ -175,9 +204,27 @@ function requestCommand(
   const time = timestamp(body, receivedAt);
   switch (command) {
     case "StartRequest":
-      return dropUndefined({ kind: "run_start", runId, time, host: connection.host, pid: connection.pid });
+      // name, tags and the parent link are spanhub's extensions.
+      return dropUndefined({
+        kind: "run_start",
+        runId,
+        time,
+        name: optionalString(body, "name"),
+        tags: optionalTags(body),
+        host: connection.host,
+        pid: connection.pid,
+        parentRunId: optionalString(body, "parent_run_id"),
+        parentSpanId: optionalString(body, "parent_span_id"),
+      });
     case "FinishRequest":
-      return { kind: "run_end", runId, time };
+      // status and error are spanhub's extensions.
+      return dropUndefined({
+        kind: "run_end",
+        runId,
+        time,
+        ...runEndStatus(body.status),
+        error: toSpanError(body.error),
+      });
     case "TagRequest": {
       const tag = stringField(body, "tag");
       if (tag === "spanhub.name" && typeof body.value === "string")
@@ -188,27 +235,45 @@ function requestCommand(
       const parent = body.parent_id;
       if (parent !== undefined && parent !== null && typeof parent !== "string")
         throw new DecodeError('"parent_id" must be a string or null');
-      return {
+      // tags, kind, rpc_service and rpc_method are spanhub's extensions.
+      return dropUndefined({
         kind: "span_start",
         runId,
         spanId: stringField(body, "span_id"),
         parentId: parent || null,
         name: stringField(body, "operation"),
         time,
-      };
+        spanKind: optionalString(body, "kind"),
+        tags: optionalTags(body),
+        rpcService: optionalString(body, "rpc_service"),
+        rpcMethod: optionalString(body, "rpc_method"),
+      });
     }
     case "TagSpan": {
-      const tag = stringField(body, "tag");
-      return {
-        kind: "span_tag",
+      const spanId = stringField(body, "span_id");
+      // spanhub's extension: several tags at once in `tags` (then `tag`/`value` are optional).
+      const several = optionalTags(body);
+      const tags: Tags = several === undefined ? {} : { ...several };
+      if (several === undefined || body.tag !== undefined) tags[stringField(body, "tag")] = body.value ?? null;
+      return { kind: "span_tag", runId, spanId, time, tags };
+    }
+    case "LogSpan": {
+      // spanhub's extension: one log line of a span, at its own time.
+      const spanId = stringField(body, "span_id");
+      const text = body.text;
+      if (text === undefined || text === null) throw new DecodeError('"text" must be given');
+      return { kind: "span_log", runId, spanId, time, text: typeof text === "string" ? text : JSON.stringify(text) };
+    }
+    default:
+      // status and error are spanhub's extensions.
+      return dropUndefined({
+        kind: "span_end",
         runId,
         spanId: stringField(body, "span_id"),
         time,
-        tags: { [tag]: body.value ?? null },
-      };
-    }
-    default:
-      return { kind: "span_end", runId, spanId: stringField(body, "span_id"), time };
+        ...spanEndStatus(body.status),
+        error: toSpanError(body.error),
+      });
   }
 }
 
@@ -250,6 +315,22 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function stringField(body: Record<string, unknown>, key: string): string {
   const value = body[key];
   if (typeof value !== "string" || value === "") throw new DecodeError(`"${key}" must be a non-empty string`);
+  return value;
+}
+
+/** An optional string field of spanhub's extensions: absent, `null` or `""` mean absent. */
+function optionalString(body: Record<string, unknown>, key: string): string | undefined {
+  const value = body[key];
+  if (value === undefined || value === null || value === "") return undefined;
+  if (typeof value !== "string") throw new DecodeError(`"${key}" must be a string`);
+  return value;
+}
+
+/** The `tags` object of spanhub's extensions, or undefined when absent. */
+function optionalTags(body: Record<string, unknown>): Tags | undefined {
+  const value = body.tags;
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw new DecodeError('"tags" must be an object');
   return value;
 }
 
