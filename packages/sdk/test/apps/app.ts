@@ -101,8 +101,10 @@ async function worker(): Promise<void> {
   while (running) {
     if (!shutDown) {
       await one(n++);
-      // Report ids as they are sent; ones recorded after shutdown are not kept, so not reported.
-      process.send?.({ ids: ids.splice(0) });
+      // Report ids as they are sent. A request that overlapped shutdown() may be cut off (work after
+      // shutdown is dropped, and the agent later marks such a run abandoned), so it is not reported.
+      const finished = ids.splice(0);
+      if (!shutDown) process.send?.({ ids: finished });
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
