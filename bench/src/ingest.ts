@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import type { ClientCommand, ClientMessage, ClientReport } from "./ingestClient.js";
-import { ScoutLoad, SPANS_PER_REQUEST, spanRows, TAGS_PER_SPAN } from "./scoutLoad.js";
+import { type FrameShape, ScoutLoad, SPANS_PER_REQUEST, spanRows, TAGS_PER_SPAN } from "./scoutLoad.js";
 import { type BenchResult, type Cell, formatCount, formatKiB, formatMs, formatPercent, quantile } from "./table.js";
 
 /**
@@ -30,7 +30,7 @@ const CLI = fileURLToPath(new URL("./cli/main.js", import.meta.resolve("spanhub"
 const CLIENT = fileURLToPath(new URL("./ingestClient.js", import.meta.url));
 const SECONDS = positive("BENCH_SECONDS", 5);
 const WARMUP_SECONDS = positive("BENCH_WARMUP_SECONDS", 1, true);
-const SETTINGS = parseSettings(process.env.BENCH_INGEST_SETTINGS ?? "1x1,2x8,4x16");
+const SETTINGS = parseSettings(process.env.BENCH_INGEST_SETTINGS ?? "1x1,2x8,4x16,4x16:sdk");
 const AGENT_ARGS = (process.env.BENCH_AGENT_ARGS ?? "").split(/\s+/).filter(Boolean);
 const CPU_PROFILE_DIR = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
 /** The raw ceiling is the best of this many fresh runs: it is a ceiling, and the machine is noisy. */
@@ -41,6 +41,7 @@ const STOP_TIMEOUT_MS = 60_000;
 interface Setting {
   clients: number;
   window: number;
+  shape: FrameShape;
 }
 
 interface EndToEnd {
@@ -76,7 +77,7 @@ export async function run(): Promise<BenchResult> {
 
   const frameBytes = Buffer.byteLength(new ScoutLoad().batchText());
   const rows: Cell[][] = results.map((result) => [
-    `spanhub up, ${result.setting.clients} clients x ${result.setting.window} in flight`,
+    `spanhub up, ${result.setting.clients} clients x ${result.setting.window} in flight${result.setting.shape === "sdk" ? ", SDK frames" : ""}`,
     formatCount(result.spansPerSecond),
     formatPercent(result.spansPerSecond / raw.spansPerSecond),
     formatMs(result.latencyP50),
@@ -149,7 +150,9 @@ async function endToEnd(setting: Setting): Promise<EndToEnd> {
     server = await startServer(data, socket);
     progress(`  agent up in ${elapsed(phase)}`);
     for (let index = 0; index < setting.clients; index++) {
-      const client = fork(CLIENT, [socket, String(setting.window)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+      const client = fork(CLIENT, [socket, String(setting.window), setting.shape], {
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
       clients.push(client);
       killOnExit(client);
     }
@@ -459,10 +462,10 @@ function clientsCpu(clients: ChildProcess[]): number | undefined {
 
 function parseSettings(text: string): Setting[] {
   return text.split(",").map((part) => {
-    const match = /^\s*(\d+)\s*x\s*(\d+)\s*$/.exec(part);
+    const match = /^\s*(\d+)\s*x\s*(\d+)\s*(?::(scout|sdk))?\s*$/.exec(part);
     if (!match || Number(match[1]) < 1 || Number(match[2]) < 1)
-      throw new Error(`BENCH_INGEST_SETTINGS: "${part}" is not CLIENTSxWINDOW (e.g. 2x8)`);
-    return { clients: Number(match[1]), window: Number(match[2]) };
+      throw new Error(`BENCH_INGEST_SETTINGS: "${part}" is not CLIENTSxWINDOW[:scout|:sdk] (e.g. 2x8, 4x16:sdk)`);
+    return { clients: Number(match[1]), window: Number(match[2]), shape: (match[3] ?? "scout") as FrameShape };
   });
 }
 

@@ -31,7 +31,7 @@ export interface ClientReport {
   latenciesMs: number[];
 }
 
-const [socketPath, windowText] = process.argv.slice(2);
+const [socketPath, windowText, shapeText] = process.argv.slice(2);
 const window = Number(windowText);
 if (!socketPath || !(window >= 1)) throw new Error("usage: ingestClient SOCKET WINDOW");
 
@@ -45,7 +45,7 @@ function fail(message: string): void {
   send({ type: "error", message }, () => process.exit(1));
 }
 
-const load = new ScoutLoad();
+const load = new ScoutLoad(shapeText === "sdk" ? "sdk" : "scout");
 const reader = new FrameReader(64 * 1024 * 1024);
 const socket = connect(socketPath);
 

@@ -115,8 +115,16 @@ function newIds(): RequestIds {
   return { requestId: `req-${randomUUID()}`, spanIds };
 }
 
+/**
+ * `scout`: Scout's Python agent's shape, one TagSpan command a tag. `sdk`: spanhub's
+ * own SDK's shape against a 0.2 agent, each span's tags as one object on StartSpan.
+ */
+export type FrameShape = "scout" | "sdk";
+
 export class ScoutLoad {
   private readonly clock = new IsoClock();
+
+  constructor(private readonly shape: FrameShape = "scout") {}
 
   /** One request as the text of a BatchCommand frame body; it ended just now. */
   batchText(): string {
@@ -133,12 +141,14 @@ export class ScoutLoad {
       const span = SPANS[index] as SpanShape;
       const sid = `${rid},"span_id":"${spanIds[index]}"`;
       const parent = span.parent === null ? "null" : `"${spanIds[span.parent]}"`;
-      parts.push(
-        `{"StartSpan":{${sid},"parent_id":${parent},"operation":"${span.name}","timestamp":"${at(span.start)}"}}`,
-      );
-      const tagTime = at(span.end - 1);
-      for (const fragment of TAG_FRAGMENTS[index] as string[])
-        parts.push(`{"TagSpan":{${sid},${fragment},"timestamp":"${tagTime}"}}`);
+      const start = `${sid},"parent_id":${parent},"operation":"${span.name}","timestamp":"${at(span.start)}"`;
+      if (this.shape === "sdk") parts.push(`{"StartSpan":{${start},"tags":${TAGS_JSON[index]}}}`);
+      else {
+        parts.push(`{"StartSpan":{${start}}}`);
+        const tagTime = at(span.end - 1);
+        for (const fragment of TAG_FRAGMENTS[index] as string[])
+          parts.push(`{"TagSpan":{${sid},${fragment},"timestamp":"${tagTime}"}}`);
+      }
       parts.push(`{"StopSpan":{${sid},"timestamp":"${at(span.end)}"}}`);
     }
     parts.push(`{"FinishRequest":{${rid},"timestamp":"${at(REQUEST_MICROS)}"}}`);
