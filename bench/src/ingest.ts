@@ -4,6 +4,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
+import { killOnExit, removeOnExit } from "./cleanup.js";
 import type { ClientCommand, ClientMessage, ClientReport } from "./ingestClient.js";
 import { type FrameShape, ScoutLoad, SPANS_PER_REQUEST, spanRows, TAGS_PER_SPAN } from "./scoutLoad.js";
 import { type BenchResult, type Cell, formatCount, formatKiB, formatMs, formatPercent, quantile } from "./table.js";
@@ -313,20 +314,6 @@ async function startServer(data: string, socket: string): Promise<Server> {
       if (code !== 0) throw new Error(`spanhub up exited with code ${code} after SIGTERM${tail()}`);
     },
   };
-}
-
-/** Safety net: a child still running when the bench process exits (even on a crash) is killed. */
-const killOnExitChildren = new Set<ChildProcess>();
-const removeOnExit = new Set<string>();
-process.once("exit", () => {
-  for (const child of killOnExitChildren)
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  for (const dir of removeOnExit) rmSync(dir, { recursive: true, force: true });
-});
-
-function killOnExit(child: ChildProcess): void {
-  killOnExitChildren.add(child);
-  child.once("exit", () => killOnExitChildren.delete(child));
 }
 
 function clientReport(client: ChildProcess, index: number): Promise<ClientReport> {

@@ -17,6 +17,7 @@ import {
 } from "@opentelemetry/sdk-trace-base";
 import { createTracer, type Span, type Tracer } from "@spanhub/sdk";
 import Database from "better-sqlite3";
+import { killOnExit, removeOnExit } from "./cleanup.js";
 import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quantile } from "./table.js";
 
 /**
@@ -700,20 +701,6 @@ function report(message: AppReport): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/** Safety net: children still running when the bench process exits are killed, temp dirs removed. */
-const killOnExitChildren = new Set<ChildProcess>();
-const removeOnExit = new Set<string>();
-process.once("exit", () => {
-  for (const child of killOnExitChildren)
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  for (const dir of removeOnExit) rmSync(dir, { recursive: true, force: true });
-});
-
-function killOnExit(child: ChildProcess): void {
-  killOnExitChildren.add(child);
-  child.once("exit", () => killOnExitChildren.delete(child));
-}
 
 /** The child's next message of `type`; rejects if it reports an error or exits first. */
 function childMessage<T extends { type: string }>(child: ChildProcess, type: T["type"]): Promise<T> {

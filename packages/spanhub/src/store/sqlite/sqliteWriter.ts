@@ -125,38 +125,9 @@ export class SqliteWriter {
     const tags = JSON.stringify(span.tags);
     const logs = span.logs.length === 0 ? null : JSON.stringify(span.logs);
     const error = span.error ? JSON.stringify(span.error) : null;
-    if (row)
-      this.statements.updateSpan.run(
-        span.parentId,
-        span.name,
-        span.kind,
-        span.status,
-        span.startTime,
-        span.endTime,
-        tags,
-        logs,
-        error,
-        span.rpcService,
-        span.rpcMethod,
-        run.rid,
-        span.id,
-      );
-    else
-      this.statements.insertSpan.run(
-        run.rid,
-        span.id,
-        span.parentId,
-        span.name,
-        span.kind,
-        span.status,
-        span.startTime,
-        span.endTime,
-        tags,
-        logs,
-        error,
-        span.rpcService,
-        span.rpcMethod,
-      );
+    const values = [span.parentId, span.name, span.kind, span.status, span.startTime, span.endTime, tags, logs, error];
+    if (row) this.statements.updateSpan.run(...values, span.rpcService, span.rpcMethod, run.rid, span.id);
+    else this.statements.insertSpan.run(run.rid, span.id, ...values, span.rpcService, span.rpcMethod);
     return { tags: span.tags, json: tags };
   }
 
