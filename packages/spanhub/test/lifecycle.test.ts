@@ -114,6 +114,8 @@ describe("agent and hub lifecycle", () => {
     assert.equal(parsed.pid, info.pid);
     assert.equal(parsed.dataDir, data);
     assert.ok(parsed.counters.eventsCommitted >= 2);
+    const before = await runCli(["agent", "--socket", socket, "status", "--json"]);
+    assert.equal(JSON.parse(before.stdout).pid, info.pid, "--socket before the subcommand counts too");
     // `up` finds the live agent and serves the hub over its data directory.
     const up = await startCli(["up", "--socket", socket, "--port", "0"], { SPANHUB_DATA: "" });
     assert.match(up.stderr(), /using the running agent/);

@@ -76,8 +76,8 @@ export function agentCommand(): Command {
     .description("whether an agent runs on the socket: pid, version, data directory, counters")
     .addOption(socketOption())
     .option("--json", "print JSON")
-    .action(async (flags: { socket: string; json?: boolean }) => {
-      const socket = resolve(flags.socket);
+    .action(async (flags: { socket: string; json?: boolean }, command: Command) => {
+      const socket = chosenSocket(command);
       if (!(await socketAnswers(socket))) {
         if (flags.json) process.stdout.write(`${JSON.stringify({ running: false, socket })}\n`);
         else process.stdout.write(`no agent is running on ${socket}\n`);
@@ -107,8 +107,8 @@ export function agentCommand(): Command {
     .description("stop the agent on the socket (the operator's way; no client can stop it)")
     .addOption(socketOption())
     .option("--wait <duration>", "how long to wait for it to exit", parseDuration, 10_000)
-    .action(async (flags: { socket: string; wait: number }) => {
-      const socket = resolve(flags.socket);
+    .action(async (flags: { wait: number }, command: Command) => {
+      const socket = chosenSocket(command);
       const info = readAgentInfo(socket);
       if (!info || !isAlive(info.pid)) {
         process.stdout.write(`no agent is running on ${socket}\n`);
@@ -164,6 +164,14 @@ async function daemonize(flags: AgentFlags): Promise<void> {
     }
   }
   throw new Error(`the agent did not answer within 15 s; see ${join(dataDir, "agent.log")}`);
+}
+
+/** `agent status --socket P` and `agent --socket P status` both mean P. */
+function chosenSocket(command: Command): string {
+  const parent = command.parent;
+  const own = command.getOptionValueSource("socket") !== "default";
+  const fromParent = parent !== null && parent.getOptionValueSource("socket") !== "default";
+  return resolve(own || !fromParent ? command.opts().socket : parent.opts().socket);
 }
 
 function splitAddress(text: string): [string, number] {
