@@ -1,10 +1,12 @@
+import type { FrameWriter } from "./framing.js";
 import { type Dialect, errorObject, outcomeTags, type RequestRecord, type SpanRecord, type Status } from "./records.js";
-import { isoMicros } from "./time.js";
+import { isoMicros, isoMinutePrefix, microsIntoMinute } from "./time.js";
 
 /**
  * Turns what a request has not sent yet into one `BatchCommand` body. Written by hand, not
  * through one big `JSON.stringify`, because this is the SDK's hot path: ids are hex and times
- * are generated, so only names and tag values need escaping.
+ * are generated, so only names and tag values need escaping, and a string that needs none (a
+ * cheap character scan) is copied as it is. Each request becomes one string, built by appending.
  *
  * For spanhub's agent 0.2.0 or newer (`extended`), with spanhub's extensions to Scout commands:
  * StartRequest carrying name, tags and parent link; for each span (parents before children)
@@ -14,6 +16,7 @@ import { isoMicros } from "./time.js";
  * For older agents, plain Scout: StartRequest and TagRequests (the first is `spanhub.name`), for
  * each span StartSpan, TagSpans (logs as one `logs` tag, the outcome as `error.*` tags) and
  * StopSpan, then FinishRequest; spanhub 0.1 agents get a parent link as an `Events` frame first.
+ * `translateBodies` turns extended frames into plain ones, for when the agent turns out older.
  */
 export interface EncodedBatch {
   /** The frame bodies, in order; the agent answers each. */
@@ -21,7 +24,12 @@ export interface EncodedBatch {
   /** Whether this batch ends its request. */
   final: boolean;
   spans: number;
+  /** Every body is ASCII (its UTF-8 size is its length). */
+  ascii: boolean;
 }
+
+/** Cleared by `str` when a string has characters outside ASCII; read once per encoded request. */
+let ascii = true;
 
 /** Encodes what is unsent; `undefined` when there is nothing new. Marks what it encodes as sent. */
 export function encodeRequest(
@@ -30,106 +38,375 @@ export function encodeRequest(
   nowMs: number,
   dialect: Dialect = "extended",
 ): EncodedBatch | undefined {
+  ascii = true;
   const extended = dialect === "extended";
   const ended = request.endMs !== undefined;
-  const parts: string[] = [];
   const head = `{"request_id":"${request.id}"`;
-  const bodies: string[] = [];
+  let link: string | undefined;
+  // The commands, comma-separated; "" while there are none.
+  let out = "";
   let requestTags = request.tags;
   request.tags = undefined;
   if (!request.startSent) {
     request.startSent = true;
     const parent = request.parent;
     if (extended) {
-      let start = `{"StartRequest":${head},"timestamp":"${isoMicros(request.startMs)}","name":${json(request.name)}`;
-      if (requestTags) start += `,"tags":${tagObject(requestTags)}`;
+      out += `{"StartRequest":${head},"timestamp":"${isoMicros(request.startMs)}","name":${str(request.name)}`;
+      if (requestTags) out += `,"tags":${tagObject(requestTags)}`;
       requestTags = undefined;
-      if (parent) start += `,"parent_run_id":"${parent.runId}","parent_span_id":"${parent.spanId}"`;
-      parts.push(`${start}}}`);
+      if (parent) out += `,"parent_run_id":"${parent.runId}","parent_span_id":"${parent.spanId}"`;
+      out += "}}";
     } else {
-      parts.push(`{"StartRequest":${head},"timestamp":"${isoMicros(request.startMs)}"}}`);
-      parts.push(`{"TagRequest":${head},"tag":"spanhub.name","value":${json(request.name)}}}`);
-      if (parent && dialect === "spanhub") bodies.push(linkBody(request, app));
-      else if (parent) {
-        parts.push(`{"TagRequest":${head},"tag":"spanhub.parent_run_id","value":"${parent.runId}"}}`);
-        parts.push(`{"TagRequest":${head},"tag":"spanhub.parent_span_id","value":"${parent.spanId}"}}`);
-      }
+      out += `{"StartRequest":${head},"timestamp":"${isoMicros(request.startMs)}"}},{"TagRequest":${head},"tag":"spanhub.name","value":${str(request.name)}}}`;
+      if (parent && dialect === "spanhub") link = linkBody(request, app);
+      else if (parent)
+        out += `,{"TagRequest":${head},"tag":"spanhub.parent_run_id","value":"${parent.runId}"}},{"TagRequest":${head},"tag":"spanhub.parent_span_id","value":"${parent.spanId}"}}`;
     }
   }
   if (requestTags)
     for (let index = 0; index < requestTags.length; index += 2)
-      parts.push(`{"TagRequest":${head},"tag":${json(requestTags[index])},"value":${json(requestTags[index + 1])}}}`);
+      out += `${out === "" ? "" : ","}{"TagRequest":${head},"tag":${json(requestTags[index])},"value":${json(requestTags[index + 1])}}}`;
   if (request.droppedSpans !== request.droppedSent) {
     request.droppedSent = request.droppedSpans;
-    parts.push(`{"TagRequest":${head},"tag":"spanhub.dropped_spans","value":${request.droppedSpans}}}`);
+    out += `${out === "" ? "" : ","}{"TagRequest":${head},"tag":"spanhub.dropped_spans","value":${request.droppedSpans}}}`;
   }
   let spans = 0;
-  const open: SpanRecord[] = [];
-  for (const span of request.spans) {
+  const all = request.spans;
+  // A finished request keeps nothing; an open one keeps its open spans for the next window.
+  const open: SpanRecord[] | undefined = ended ? undefined : [];
+  for (let index = 0; index < all.length; index++) {
+    const span = all[index] as SpanRecord;
     if (ended && span.endMs === undefined) {
       // Still open when its request ended: closed here, and marked, so the run is complete.
       span.tag("spanhub.unfinished", true);
       span.endMs = request.endMs;
     }
     const spanHead = `${head},"span_id":"${span.id}"`;
-    if (extended) encodeSpanExtended(span, spanHead, parts);
-    else encodeSpanPlain(span, spanHead, parts);
+    const text = extended ? encodeSpanExtended(span, spanHead) : encodeSpanPlain(span, spanHead);
+    if (text !== "") out += out === "" ? text : `,${text}`;
     if (!span.startSent) {
       span.startSent = true;
       spans += 1;
     }
-    if (span.endMs === undefined) open.push(span);
+    if (open && span.endMs === undefined) open.push(span);
   }
-  request.spans = open;
+  request.spans = open ?? [];
   if (ended) {
     const end = `{"FinishRequest":${head},"timestamp":"${isoMicros(request.endMs as number)}"`;
-    if (extended) parts.push(`${end}${outcomeFields(request.status, request.error)}}}`);
+    if (out !== "") out += ",";
+    if (extended) out += `${end}${outcomeFields(request.status, request.error)}}}`;
     else {
       for (const [key, value] of outcomeTags(request.status, request.error))
-        parts.push(`{"TagRequest":${head},"tag":${json(key)},"value":${json(value)}}}`);
-      parts.push(`${end}}}`);
+        out += `{"TagRequest":${head},"tag":${json(key)},"value":${json(value)}}},`;
+      out += `${end}}}`;
     }
   }
   request.lastSentMs = nowMs;
-  if (parts.length === 0) return bodies.length ? { bodies, final: ended, spans } : undefined;
-  request.batches += 1;
-  bodies.push(`{"BatchCommand":{"batch_id":"${request.id}-${request.batches}","commands":[${parts.join(",")}]}}`);
-  return { bodies, final: ended, spans };
+  const bodies: string[] = link === undefined ? [] : [link];
+  if (out !== "") {
+    request.batches += 1;
+    bodies.push(`{"BatchCommand":{"batch_id":"${request.id}-${request.batches}","commands":[${out}]}}`);
+  }
+  if (bodies.length === 0) return undefined;
+  return { bodies, final: ended, spans, ascii: ascii && link === undefined };
+}
+
+/**
+ * `encodeRequest` for spanhub's agent 0.2.0 or newer (`extended`), written straight into a frame
+ * (length header included) by `writer`: the SDK's hot path, with no intermediate strings. The
+ * same JSON as `encodeRequest`; `undefined` when there is nothing new. Marks what it encodes as sent.
+ */
+export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: FrameWriter): Buffer | undefined {
+  const ended = request.endMs !== undefined;
+  const id = request.id;
+  w.begin();
+  try {
+    w.bytes(B.batch);
+    w.raw(id);
+    w.raw("-");
+    w.raw(`${request.batches + 1}`);
+    w.bytes(B.commands);
+    const empty = w.length;
+    let first = true;
+    // `{"request_id":"<id>"` once written, then repeated from there: `head` bytes at `headAt`.
+    let headAt = -1;
+    const head = (command: Uint8Array) => {
+      if (first) first = false;
+      else w.byte(0x2c);
+      w.bytes(command);
+      if (headAt >= 0) w.repeat(headAt, headLength);
+      else {
+        headAt = w.mark;
+        w.bytes(B.requestId);
+        w.raw(id);
+        w.byte(0x22);
+      }
+    };
+    const headLength = B.requestId.length + id.length + 1;
+    // `,"span_id":"<id>` and so on, for each span command.
+    const spanHead = (command: Uint8Array, span: SpanRecord) => {
+      head(command);
+      w.bytes(B.spanId);
+      w.raw(span.idPrefix);
+      w.hex10(span.idCounter);
+    };
+    const requestTags = request.tags;
+    request.tags = undefined;
+    if (!request.startSent) {
+      request.startSent = true;
+      head(B.startRequest);
+      w.bytes(B.timestamp);
+      writeTime(w, request.startMs);
+      w.bytes(B.name);
+      w.str(request.name);
+      if (requestTags) {
+        w.bytes(B.tags);
+        writeTags(w, requestTags);
+      }
+      const parent = request.parent;
+      if (parent) {
+        w.raw(',"parent_run_id":"');
+        w.raw(parent.runId);
+        w.raw('","parent_span_id":"');
+        w.raw(parent.spanId);
+        w.raw('"');
+      }
+      w.byte(0x7d);
+      w.byte(0x7d);
+    } else if (requestTags)
+      for (let index = 0; index < requestTags.length; index += 2) {
+        head(B.tagRequest);
+        w.raw(',"tag":');
+        writeValue(w, requestTags[index]);
+        w.raw(',"value":');
+        writeValue(w, requestTags[index + 1]);
+        w.byte(0x7d);
+        w.byte(0x7d);
+      }
+    if (request.droppedSpans !== request.droppedSent) {
+      request.droppedSent = request.droppedSpans;
+      head(B.tagRequest);
+      w.raw(',"tag":"spanhub.dropped_spans","value":');
+      w.raw(`${request.droppedSpans}`);
+      w.byte(0x7d);
+      w.byte(0x7d);
+    }
+    const all = request.spans;
+    const open: SpanRecord[] | undefined = ended ? undefined : [];
+    for (let index = 0; index < all.length; index++) {
+      const span = all[index] as SpanRecord;
+      if (ended && span.endMs === undefined) {
+        // Still open when its request ended: closed here, and marked, so the run is complete.
+        span.tag("spanhub.unfinished", true);
+        span.endMs = request.endMs;
+      }
+      const tags = span.tags;
+      span.tags = undefined;
+      if (!span.startSent) {
+        span.startSent = true;
+        spanHead(B.startSpan, span);
+        const parent = span.parent;
+        if (parent === null) w.bytes(B.parentNull);
+        else {
+          w.bytes(B.parentId);
+          w.raw(parent.idPrefix);
+          w.hex10(parent.idCounter);
+          w.bytes(B.operation);
+        }
+        w.str(span.name);
+        w.bytes(B.timestamp);
+        writeTime(w, span.startMs);
+        if (span.kind !== undefined) {
+          w.raw(',"kind":');
+          w.str(span.kind);
+        }
+        if (span.rpcService !== undefined) {
+          w.raw(',"rpc_service":');
+          w.str(span.rpcService);
+          w.raw(',"rpc_method":');
+          w.str(span.rpcMethod as string);
+        }
+        if (tags) {
+          w.bytes(B.tags);
+          writeTags(w, tags);
+        }
+        w.byte(0x7d);
+        w.byte(0x7d);
+      } else if (tags) {
+        spanHead(B.tagSpan, span);
+        w.byte(0x22);
+        w.bytes(B.tags);
+        writeTags(w, tags);
+        w.byte(0x7d);
+        w.byte(0x7d);
+      }
+      const logs = span.logs;
+      if (logs && span.logsSent < logs.length) {
+        for (let log = span.logsSent; log < logs.length; log++) {
+          const entry = logs[log] as { time: number; text: string };
+          spanHead(B.logSpan, span);
+          w.raw('","text":');
+          w.str(entry.text);
+          w.bytes(B.timestamp);
+          writeTime(w, entry.time);
+          w.byte(0x7d);
+          w.byte(0x7d);
+        }
+        span.logsSent = logs.length;
+      }
+      if (span.endMs !== undefined) {
+        spanHead(B.stopSpan, span);
+        w.byte(0x22);
+        w.bytes(B.timestamp);
+        writeTime(w, span.endMs);
+        if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
+        w.byte(0x7d);
+        w.byte(0x7d);
+      } else if (open) open.push(span);
+    }
+    request.spans = open ?? [];
+    if (ended) {
+      head(B.finishRequest);
+      w.bytes(B.timestamp);
+      writeTime(w, request.endMs as number);
+      if (request.status !== undefined || request.error !== undefined)
+        w.utf8(outcomeFields(request.status, request.error));
+      w.byte(0x7d);
+      w.byte(0x7d);
+    }
+    request.lastSentMs = nowMs;
+    if (w.length === empty) {
+      w.abort();
+      return undefined;
+    }
+    w.raw("]}}");
+    request.batches += 1;
+    return w.end();
+  } catch (error) {
+    w.abort();
+    throw error;
+  }
+}
+
+/** Fixed JSON of the extended batch, pre-encoded. */
+const B = encoded({
+  batch: '{"BatchCommand":{"batch_id":"',
+  commands: '","commands":[',
+  comma: ",",
+  quote: '"',
+  close: "}}",
+  requestId: '{"request_id":"',
+  spanId: ',"span_id":"',
+  timestamp: ',"timestamp":',
+  name: ',"name":',
+  tags: ',"tags":',
+  parentNull: '","parent_id":null,"operation":',
+  parentId: '","parent_id":"',
+  operation: '","operation":',
+  startRequest: '{"StartRequest":',
+  tagRequest: '{"TagRequest":',
+  startSpan: '{"StartSpan":',
+  tagSpan: '{"TagSpan":',
+  logSpan: '{"LogSpan":',
+  stopSpan: '{"StopSpan":',
+  finishRequest: '{"FinishRequest":',
+});
+
+function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: Uint8Array } {
+  const out: Record<string, Uint8Array> = {};
+  for (const key of Object.keys(texts)) out[key] = Buffer.from(texts[key] as string, "latin1");
+  return out as { [K in keyof T]: Uint8Array };
+}
+
+let timeMinute = Number.NaN;
+/** `"2026-11-23T08:47:` (with the opening quote) for `timeMinute`, pre-encoded. */
+let timePrefix: Uint8Array = new Uint8Array(0);
+
+/** An `isoMicros` timestamp, quoted, written digit by digit. */
+function writeTime(w: FrameWriter, ms: number): void {
+  const minute = Math.floor(ms / 60_000);
+  if (minute !== timeMinute) {
+    timeMinute = minute;
+    timePrefix = Buffer.from(`"${isoMinutePrefix(ms)}`, "latin1");
+  }
+  w.bytes(timePrefix);
+  const micros = microsIntoMinute(ms);
+  const second = (micros / 1_000_000) | 0;
+  w.digits(second, 2);
+  w.raw(".");
+  w.digits(micros - second * 1_000_000, 6);
+  w.raw('Z"');
+}
+
+/** Flattened tag pairs as one JSON object. */
+function writeTags(w: FrameWriter, tags: unknown[]): void {
+  w.byte(0x7b); // {
+  for (let index = 0; index < tags.length; index += 2) {
+    if (index > 0) w.byte(0x2c); // ,
+    const key = tags[index] as string;
+    let bytes = keyCache.get(key);
+    if (bytes === undefined) {
+      if (keyCache.size >= KEY_CACHE_SIZE) keyCache.clear();
+      bytes = Buffer.from(`${JSON.stringify(key)}:`, "utf8");
+      keyCache.set(key, bytes);
+    }
+    w.bytes(bytes);
+    writeValue(w, tags[index + 1]);
+  }
+  w.byte(0x7d); // }
+}
+
+/**
+ * Tag keys as `"key":` bytes. Keys come from the application's code, so there are few of them;
+ * the cache is emptied if it ever fills (keys made from data).
+ */
+const keyCache = new Map<string, Uint8Array>();
+const KEY_CACHE_SIZE = 4096;
+
+/** `json(value)`, written. */
+function writeValue(w: FrameWriter, value: unknown): void {
+  if (typeof value === "string") w.str(value);
+  else if (typeof value === "number") {
+    if (value >= 0 && value < 1e9 && (value | 0) === value && !Object.is(value, -0)) w.int(value);
+    else w.raw(Number.isFinite(value) ? `${value}` : "null");
+  } else if (typeof value === "boolean") w.raw(value ? "true" : "false");
+  else w.utf8(json(value));
 }
 
 /** StartSpan with tags, kind and rpc fields; later tags as one TagSpan; a LogSpan per log; StopSpan with the outcome. */
-function encodeSpanExtended(span: SpanRecord, spanHead: string, parts: string[]): void {
+function encodeSpanExtended(span: SpanRecord, spanHead: string): string {
   const tags = span.tags;
   span.tags = undefined;
+  let out = "";
   if (!span.startSent) {
     const parent = span.parentId === null ? "null" : `"${span.parentId}"`;
-    let start = `{"StartSpan":${spanHead},"parent_id":${parent},"operation":${json(span.name)},"timestamp":"${isoMicros(span.startMs)}"`;
-    if (span.kind !== undefined) start += `,"kind":"${span.kind}"`;
+    out = `{"StartSpan":${spanHead},"parent_id":${parent},"operation":${str(span.name)},"timestamp":"${isoMicros(span.startMs)}"`;
+    if (span.kind !== undefined) out += `,"kind":"${span.kind}"`;
     if (span.rpcService !== undefined)
-      start += `,"rpc_service":${json(span.rpcService)},"rpc_method":${json(span.rpcMethod)}`;
-    if (tags) start += `,"tags":${tagObject(tags)}`;
-    parts.push(`${start}}}`);
-  } else if (tags) parts.push(`{"TagSpan":${spanHead},"tags":${tagObject(tags)}}}`);
+      out += `,"rpc_service":${str(span.rpcService)},"rpc_method":${str(span.rpcMethod as string)}`;
+    if (tags) out += `,"tags":${tagObject(tags)}`;
+    out += "}}";
+  } else if (tags) out = `{"TagSpan":${spanHead},"tags":${tagObject(tags)}}}`;
   const logs = span.logs;
   if (logs && span.logsSent < logs.length) {
     for (let index = span.logsSent; index < logs.length; index++) {
       const entry = logs[index] as { time: number; text: string };
-      parts.push(`{"LogSpan":${spanHead},"text":${json(entry.text)},"timestamp":"${isoMicros(entry.time)}"}}`);
+      out += `${out === "" ? "" : ","}{"LogSpan":${spanHead},"text":${str(entry.text)},"timestamp":"${isoMicros(entry.time)}"}}`;
     }
     span.logsSent = logs.length;
   }
   if (span.endMs !== undefined)
-    parts.push(
-      `{"StopSpan":${spanHead},"timestamp":"${isoMicros(span.endMs)}"${outcomeFields(span.status, span.error)}}}`,
-    );
+    out += `${out === "" ? "" : ","}{"StopSpan":${spanHead},"timestamp":"${isoMicros(span.endMs)}"${outcomeFields(span.status, span.error)}}}`;
+  return out;
 }
 
 /** Plain Scout: StartSpan, a TagSpan per tag (logs and outcome as tags too), StopSpan. */
-function encodeSpanPlain(span: SpanRecord, spanHead: string, parts: string[]): void {
+function encodeSpanPlain(span: SpanRecord, spanHead: string): string {
+  const parts: string[] = [];
   if (!span.startSent) {
     const parent = span.parentId === null ? "null" : `"${span.parentId}"`;
     parts.push(
-      `{"StartSpan":${spanHead},"parent_id":${parent},"operation":${json(span.name)},"timestamp":"${isoMicros(span.startMs)}"}}`,
+      `{"StartSpan":${spanHead},"parent_id":${parent},"operation":${str(span.name)},"timestamp":"${isoMicros(span.startMs)}"}}`,
     );
     if (span.rpcService !== undefined) {
       parts.push(`{"TagSpan":${spanHead},"tag":"rpc_service","value":${json(span.rpcService)}}}`);
@@ -152,10 +429,12 @@ function encodeSpanPlain(span: SpanRecord, spanHead: string, parts: string[]): v
       parts.push(`{"TagSpan":${spanHead},"tag":${json(key)},"value":${json(value)}}}`);
     parts.push(`{"StopSpan":${spanHead},"timestamp":"${isoMicros(span.endMs)}"}}`);
   }
+  return parts.join(",");
 }
 
 /** `,"status":...,"error":...` for StopSpan/FinishRequest (spanhub's extension), or "". */
 function outcomeFields(status: Status | undefined, error: unknown): string {
+  if (status === undefined && error === undefined) return "";
   let fields = status === undefined ? "" : `,"status":${json(status)}`;
   if (error !== undefined) fields += `,"error":${json(errorObject(error))}`;
   return fields;
@@ -165,8 +444,8 @@ function outcomeFields(status: Status | undefined, error: unknown): string {
 function tagObject(tags: unknown[]): string {
   let text = "{";
   for (let index = 0; index < tags.length; index += 2) {
-    if (index > 0) text += ",";
-    text += `${json(tags[index])}:${json(tags[index + 1])}`;
+    const value = tags[index + 1];
+    text += `${index === 0 ? "" : ","}${str(tags[index] as string)}:${typeof value === "string" ? str(value) : json(value)}`;
   }
   return `${text}}`;
 }
@@ -177,30 +456,175 @@ function tagObject(tags: unknown[]): string {
  */
 function linkBody(request: RequestRecord, app: string): string {
   const parent = request.parent as { runId: string; spanId: string };
-  const event = {
-    type: "run_start",
-    run_id: request.id,
-    app,
-    name: request.name,
-    ts_ms: request.startMs,
-    parent_run_id: parent.runId,
-    parent_span_id: parent.spanId,
-  };
-  return JSON.stringify({ Events: { batch_id: `${request.id}-link`, events: [event] } });
+  return linkFrame(request.id, app, request.name, request.startMs, parent.runId, parent.spanId);
 }
 
-/** What JSON.stringify would escape in a string: quotes, backslashes, control characters, lone surrogates. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: JSON escapes exactly these characters.
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+function linkFrame(runId: string, app: string, name: string, startMs: number, parentRun: string, parentSpan: string) {
+  const event = {
+    type: "run_start",
+    run_id: runId,
+    app,
+    name,
+    ts_ms: startMs,
+    parent_run_id: parentRun,
+    parent_span_id: parentSpan,
+  };
+  return JSON.stringify({ Events: { batch_id: `${runId}-link`, events: [event] } });
+}
+
+/**
+ * A string as JSON. A scan of its characters decides: with nothing to escape (no quote,
+ * backslash, control character or surrogate) it is copied between quotes, else JSON.stringify
+ * escapes it. Characters outside ASCII clear `ascii`.
+ */
+function str(value: string): string {
+  for (let index = 0; index < value.length; index++) {
+    const code = value.charCodeAt(index);
+    if (code < 0x20 || code === 0x22 || code === 0x5c) return JSON.stringify(value);
+    if (code > 0x7e) {
+      ascii = false;
+      if (code >= 0xd800 && code <= 0xdfff) return JSON.stringify(value);
+    }
+  }
+  return `"${value}"`;
+}
 
 /** Any value as JSON: `undefined` becomes null, and what JSON cannot say (BigInt, cycles) its text. */
 function json(value: unknown): string {
-  if (typeof value === "string") return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
-  if (typeof value === "number") return Number.isFinite(value) ? String(value) : "null";
+  if (typeof value === "string") return str(value);
+  if (typeof value === "number") return Number.isFinite(value) ? `${value}` : "null";
   if (typeof value === "boolean") return value ? "true" : "false";
+  ascii = false; // JSON.stringify keeps characters outside ASCII as they are.
   try {
     return JSON.stringify(value) ?? "null";
   } catch {
     return JSON.stringify(String(value));
   }
+}
+
+type Command = Record<string, Record<string, unknown>>;
+
+/**
+ * Re-encodes frames for another agent: `extended` frames as plain Scout commands for an older
+ * agent (what `encodeRequest` would have written for it), and a spanhub 0.1 parent link (an
+ * `Events` frame) as request tags for an agent that is not spanhub's. Anything else is returned
+ * as it is (plain Scout commands are understood by every agent). Used only when the agent's
+ * dialect changed after the frames were encoded: rare, so it parses and stringifies.
+ */
+export function translateBodies(bodies: string[], from: Dialect, to: Dialect, app: string): string[] {
+  if (from === to || to === "extended" || (from === "scout" && to === "spanhub")) return bodies;
+  const out: string[] = [];
+  let parentTags: [string, string] | undefined;
+  for (const body of bodies) {
+    const message = JSON.parse(body) as Record<string, { batch_id?: string; commands?: Command[]; events?: unknown }>;
+    const events = message.Events?.events as Record<string, unknown>[] | undefined;
+    if (events) {
+      const event = events[0];
+      if (to === "scout" && event && typeof event.parent_run_id === "string")
+        parentTags = [event.parent_run_id, String(event.parent_span_id)];
+      else out.push(body);
+      continue;
+    }
+    const batch = message.BatchCommand;
+    if (!batch || !Array.isArray(batch.commands)) {
+      out.push(body);
+      continue;
+    }
+    const commands: Command[] = [];
+    const logs: { span: Record<string, unknown>; list: { time: unknown; text: unknown }[] } = { span: {}, list: [] };
+    const flushLogs = () => {
+      if (logs.list.length === 0) return;
+      commands.push({ TagSpan: { ...logs.span, tag: "logs", value: logs.list } });
+      logs.list = [];
+    };
+    for (const command of batch.commands) {
+      const [name, fields] = Object.entries(command)[0] ?? ["", {}];
+      const ids = { request_id: fields.request_id };
+      const spanIds = { request_id: fields.request_id, span_id: fields.span_id };
+      if (name !== "LogSpan" && !(name === "StopSpan" && fields.span_id === logs.span.span_id)) flushLogs();
+      if (from !== "extended") {
+        commands.push(command);
+        if (parentTags && name === "TagRequest" && fields.tag === "spanhub.name") {
+          commands.push({ TagRequest: { ...ids, tag: "spanhub.parent_run_id", value: parentTags[0] } });
+          commands.push({ TagRequest: { ...ids, tag: "spanhub.parent_span_id", value: parentTags[1] } });
+        }
+        continue;
+      }
+      if (name === "StartRequest") {
+        commands.push({ StartRequest: { ...ids, timestamp: fields.timestamp } });
+        if (fields.name !== undefined)
+          commands.push({ TagRequest: { ...ids, tag: "spanhub.name", value: fields.name } });
+        if (typeof fields.parent_run_id === "string") {
+          if (to === "spanhub")
+            out.push(
+              linkFrame(
+                String(fields.request_id),
+                app,
+                String(fields.name ?? ""),
+                isoToMs(String(fields.timestamp)),
+                fields.parent_run_id,
+                String(fields.parent_span_id),
+              ),
+            );
+          else {
+            commands.push({ TagRequest: { ...ids, tag: "spanhub.parent_run_id", value: fields.parent_run_id } });
+            commands.push({ TagRequest: { ...ids, tag: "spanhub.parent_span_id", value: fields.parent_span_id } });
+          }
+        }
+        for (const [tag, value] of Object.entries((fields.tags as Record<string, unknown>) ?? {}))
+          commands.push({ TagRequest: { ...ids, tag, value } });
+      } else if (name === "StartSpan") {
+        const { parent_id, operation, timestamp } = fields;
+        commands.push({ StartSpan: { ...spanIds, parent_id, operation, timestamp } });
+        if (fields.rpc_service !== undefined) {
+          commands.push({ TagSpan: { ...spanIds, tag: "rpc_service", value: fields.rpc_service } });
+          commands.push({ TagSpan: { ...spanIds, tag: "rpc_method", value: fields.rpc_method } });
+        }
+        for (const [tag, value] of Object.entries((fields.tags as Record<string, unknown>) ?? {}))
+          commands.push({ TagSpan: { ...spanIds, tag, value } });
+      } else if (name === "TagSpan" && fields.tags !== undefined) {
+        for (const [tag, value] of Object.entries((fields.tags as Record<string, unknown>) ?? {}))
+          commands.push({ TagSpan: { ...spanIds, tag, value } });
+      } else if (name === "LogSpan") {
+        if (logs.span.span_id !== fields.span_id) {
+          flushLogs();
+          logs.span = spanIds;
+        }
+        logs.list.push({ time: fields.timestamp, text: fields.text });
+      } else if (name === "StopSpan") {
+        flushLogs();
+        for (const [tag, value] of outcomeTagsOf(fields)) commands.push({ TagSpan: { ...spanIds, tag, value } });
+        commands.push({ StopSpan: { ...spanIds, timestamp: fields.timestamp } });
+      } else if (name === "FinishRequest") {
+        for (const [tag, value] of outcomeTagsOf(fields)) commands.push({ TagRequest: { ...ids, tag, value } });
+        commands.push({ FinishRequest: { ...ids, timestamp: fields.timestamp } });
+      } else commands.push(command);
+    }
+    flushLogs();
+    out.push(JSON.stringify({ BatchCommand: { batch_id: batch.batch_id, commands } }));
+  }
+  return out;
+}
+
+/** `outcomeTags` from StopSpan/FinishRequest's `status` and `error` fields. */
+function outcomeTagsOf(fields: Record<string, unknown>): [string, unknown][] {
+  const error = fields.error as { type?: string; message?: string; stack?: string } | undefined;
+  const tags: [string, unknown][] = [];
+  if (error !== undefined && error !== null) {
+    if (error.type !== undefined) tags.push(["error.type", error.type]);
+    tags.push(["error.message", error.message]);
+    if (error.stack !== undefined) tags.push(["error.stack", error.stack]);
+  }
+  const status = fields.status as Status | undefined;
+  if (status === "failed" || status === "timed_out" || (status === undefined && error !== undefined))
+    tags.push(["error", true]);
+  if (status !== undefined && status !== "ok" && status !== "failed") tags.push(["spanhub.status", status]);
+  return tags;
+}
+
+/** Milliseconds (with microseconds) of an `isoMicros` timestamp. */
+function isoToMs(text: string): number {
+  const whole = Date.parse(`${text.slice(0, 19)}Z`);
+  const fraction = Number(`0${text.slice(19, -1)}`);
+  return Number.isFinite(whole) ? whole + (Number.isFinite(fraction) ? fraction * 1000 : 0) : Date.now();
 }

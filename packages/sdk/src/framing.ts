@@ -7,20 +7,96 @@ export function frame(body: string): Buffer {
   return buffer;
 }
 
-/** The frames of many entries in one buffer (one allocation and one socket write per flush). */
-export function writeFrames(entries: { bodies: string[]; size: number }[]): Buffer {
-  let total = 0;
-  for (const entry of entries) total += entry.size;
-  const buffer = Buffer.allocUnsafe(total);
-  let offset = 0;
-  for (const entry of entries) {
-    for (const body of entry.bodies) {
-      const length = buffer.write(body, offset + 4, "utf8");
-      buffer.writeUInt32BE(length, offset);
+const CHUNK_BYTES = 256 * 1024;
+
+/** 1 for the UTF-16 code units JSON keeps as they are in one byte: printable ASCII but `"` and `\`. */
+const PLAIN = new Uint8Array(0x10000);
+for (let code = 0x20; code < 0x7f; code++) PLAIN[code] = code === 0x22 || code === 0x5c ? 0 : 1;
+
+/**
+ * Encoded frames, off the JavaScript heap: each batch's frames are written into a large shared
+ * chunk as soon as the batch is encoded, and kept as a slice of it until acknowledged. Batches
+ * encoded one after another lie side by side, so a flush usually writes a few slices (or one)
+ * instead of copying every frame. A chunk is freed once no slice of it is kept.
+ */
+export class FrameArena {
+  private chunk: Buffer = Buffer.alloc(0);
+  private offset = 0;
+
+  /** The frames of `bodies`, back to back. `ascii`: every body is ASCII (one byte per character). */
+  frames(bodies: string[], ascii: boolean): Buffer {
+    let room = 0;
+    for (const body of bodies) room += 4 + (ascii ? body.length : Buffer.byteLength(body));
+    if (this.chunk.length - this.offset < room) {
+      this.chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, room));
+      this.offset = 0;
+    }
+    const chunk = this.chunk;
+    const start = this.offset;
+    let offset = start;
+    for (const body of bodies) {
+      const length = chunk.write(body, offset + 4, ascii ? "latin1" : "utf8");
+      chunk.writeUInt32BE(length, offset);
       offset += 4 + length;
     }
+    this.offset = offset;
+    return chunk.subarray(start, offset);
   }
-  return buffer;
+}
+
+/** Slices that lie side by side in their chunk, joined without copying: the fewer, longer slices. */
+export function adjacentRuns(parts: Buffer[]): Buffer[] {
+  if (parts.length <= 1) return parts;
+  const runs: Buffer[] = [];
+  let first = parts[0] as Buffer;
+  let end = first.byteOffset + first.length;
+  let count = 1;
+  const close = () => {
+    runs.push(count === 1 ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset));
+  };
+  for (let index = 1; index < parts.length; index++) {
+    const part = parts[index] as Buffer;
+    if (part.buffer === first.buffer && part.byteOffset === end) {
+      end += part.length;
+      count += 1;
+    } else {
+      close();
+      first = part;
+      end = part.byteOffset + part.length;
+      count = 1;
+    }
+  }
+  close();
+  return runs;
+}
+
+/**
+ * The frames of many batches as one buffer, for one socket write: slices that lie side by side
+ * in their chunk are joined without copying; the rest is copied once, into `into` when it is
+ * given and large enough (a buffer reused from write to write: a fresh one of megabytes costs
+ * page faults), else into a new buffer.
+ */
+export function joinFrames(parts: Buffer[], into?: Buffer): Buffer {
+  const runs = adjacentRuns(parts);
+  if (runs.length === 1) return runs[0] as Buffer;
+  let total = 0;
+  for (const run of runs) total += run.length;
+  if (!into || into.length < total) return Buffer.concat(runs, total);
+  let offset = 0;
+  for (const run of runs) offset += run.copy(into, offset);
+  return into.subarray(0, total);
+}
+
+/** Splits a buffer of frames back into their bodies. */
+export function splitFrames(data: Buffer): string[] {
+  const bodies: string[] = [];
+  let offset = 0;
+  while (offset + 4 <= data.length) {
+    const size = data.readUInt32BE(offset);
+    bodies.push(data.toString("utf8", offset + 4, offset + 4 + size));
+    offset += 4 + size;
+  }
+  return bodies;
 }
 
 /** Splits the agent's replies into parsed messages; a reply that is not JSON becomes `undefined`. */
@@ -43,5 +119,164 @@ export class ReplyReader {
     }
     this.pending = buffer;
     return out;
+  }
+}
+
+/**
+ * Writes one frame's JSON straight into a `FrameArena`'s chunk, byte by byte: no intermediate
+ * strings. `begin`, then `raw`/`str`/`value`/`time`, then `end` returns the frame (length header
+ * included). A frame that outgrows the chunk moves to a new, larger one.
+ */
+export class FrameWriter {
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  private start = 0;
+
+  begin(): void {
+    if (this.buf.length - this.pos < 4096) {
+      this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
+      this.pos = 0;
+    }
+    this.start = this.pos;
+    this.pos += 4;
+  }
+
+  /** The frame written since `begin`, as a slice of the chunk. */
+  end(): Buffer {
+    const { buf, start, pos } = this;
+    buf.writeUInt32BE(pos - start - 4, start);
+    return buf.subarray(start, pos);
+  }
+
+  /** Forgets the frame being written. */
+  abort(): void {
+    this.pos = this.start;
+  }
+
+  /** Bytes written since `begin`, the header excluded. */
+  get length(): number {
+    return this.pos - this.start - 4;
+  }
+
+  private grow(bytes: number): void {
+    const used = this.pos - this.start;
+    const next = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, (used + bytes) * 2));
+    this.buf.copy(next, 0, this.start, this.pos);
+    this.buf = next;
+    this.start = 0;
+    this.pos = used;
+  }
+
+  /** Text known to be ASCII and to need no JSON escaping (ids, numbers, fixed JSON). */
+  raw(text: string): void {
+    const length = text.length;
+    if (this.pos + length > this.buf.length) this.grow(length);
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let index = 0; index < length; index++) buf[pos++] = text.charCodeAt(index);
+    this.pos = pos;
+  }
+
+  /** One byte of fixed JSON. */
+  byte(code: number): void {
+    if (this.pos + 1 > this.buf.length) this.grow(1);
+    this.buf[this.pos++] = code;
+  }
+
+  /** Bytes known to need no JSON escaping (fixed JSON, pre-encoded). */
+  bytes(bytes: Uint8Array): void {
+    const length = bytes.length;
+    if (this.pos + length > this.buf.length) this.grow(length);
+    if (length > 24) {
+      this.buf.set(bytes, this.pos);
+      this.pos += length;
+      return;
+    }
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let index = 0; index < length; index++) buf[pos++] = bytes[index] as number;
+    this.pos = pos;
+  }
+
+  /** Where the next byte goes, counted from the frame's start (for `repeat`). */
+  get mark(): number {
+    return this.pos - this.start;
+  }
+
+  /** Writes again `length` bytes already written in this frame at `mark`. */
+  repeat(mark: number, length: number): void {
+    if (this.pos + length > this.buf.length) this.grow(length);
+    const from = this.start + mark;
+    this.buf.copyWithin(this.pos, from, from + length);
+    this.pos += length;
+  }
+
+  /** A JSON string: copied as it is while it is printable ASCII with no quote or backslash, else JSON.stringify's. */
+  str(text: string): void {
+    const length = text.length;
+    if (this.pos + length + 2 > this.buf.length) this.grow(length + 2);
+    const buf = this.buf;
+    const begin = this.pos;
+    let pos = begin;
+    buf[pos++] = 0x22;
+    for (let index = 0; index < length; index++) {
+      const code = text.charCodeAt(index);
+      if (PLAIN[code] === 0) {
+        this.pos = begin;
+        this.utf8(JSON.stringify(text));
+        return;
+      }
+      buf[pos++] = code;
+    }
+    buf[pos++] = 0x22;
+    this.pos = pos;
+  }
+
+  /** Any text, as UTF-8. */
+  utf8(text: string): void {
+    const bytes = Buffer.byteLength(text);
+    if (this.pos + bytes > this.buf.length) this.grow(bytes);
+    this.pos += this.buf.write(text, this.pos, bytes, "utf8");
+  }
+
+  /** A non-negative integer below 2^40 as 10 lowercase hex digits, zero-padded (in two 20-bit halves: integer math only). */
+  hex10(value: number): void {
+    if (this.pos + 10 > this.buf.length) this.grow(10);
+    const buf = this.buf;
+    const high = (value / 0x100000) | 0;
+    let low = value - high * 0x100000;
+    let rest = high;
+    let pos = this.pos + 10;
+    this.pos = pos;
+    for (let index = 0; index < 5; index++) {
+      const digit = low & 15;
+      buf[--pos] = digit < 10 ? 0x30 + digit : 0x57 + digit;
+      low >>>= 4;
+    }
+    for (let index = 0; index < 5; index++) {
+      const digit = rest & 15;
+      buf[--pos] = digit < 10 ? 0x30 + digit : 0x57 + digit;
+      rest >>>= 4;
+    }
+  }
+
+  /** A non-negative integer below 10^9, as JSON. */
+  int(value: number): void {
+    let digits = 1;
+    for (let limit = 10; value >= limit && digits < 9; limit *= 10) digits++;
+    this.digits(value, digits);
+  }
+
+  /** A non-negative integer below 10^digits, zero-padded to `digits`. */
+  digits(value: number, digits: number): void {
+    if (this.pos + digits > this.buf.length) this.grow(digits);
+    const buf = this.buf;
+    let pos = this.pos + digits;
+    this.pos = pos;
+    for (let index = 0; index < digits; index++) {
+      const next = (value / 10) | 0;
+      buf[--pos] = 0x30 + value - next * 10;
+      value = next;
+    }
   }
 }

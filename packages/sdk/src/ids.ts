@@ -26,7 +26,23 @@ export function newRunId(): string {
 }
 
 export function newSpanId(): string {
+  return formatSpanId(spanIdPrefix(), nextSpanCounter());
+}
+
+/**
+ * A span id in two parts, for the hot path: the process's prefix (6 hex digits) and a counter
+ * (written as 10 hex digits); `formatSpanId` joins them when the id is needed as a string.
+ */
+export function spanIdPrefix(): string {
   checkPid();
+  return spanPrefix;
+}
+
+export function nextSpanCounter(): number {
   spanCounter = (spanCounter + 1) % 0x10000000000;
-  return spanPrefix + spanCounter.toString(16).padStart(10, "0");
+  return spanCounter;
+}
+
+export function formatSpanId(prefix: string, counter: number): string {
+  return prefix + counter.toString(16).padStart(10, "0");
 }

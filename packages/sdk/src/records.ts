@@ -1,4 +1,4 @@
-import { newSpanId } from "./ids.js";
+import { formatSpanId, nextSpanCounter, spanIdPrefix } from "./ids.js";
 import { nowMs } from "./time.js";
 import type { Parent } from "./traceparent.js";
 
@@ -43,7 +43,10 @@ type PendingTags = unknown[];
 
 export class SpanRecord implements Span {
   readonly recording = true;
-  readonly id = newSpanId();
+  /** The id as prefix and counter; the string (`id`) is made only when asked for. */
+  readonly idPrefix = spanIdPrefix();
+  readonly idCounter = nextSpanCounter();
+  private idText: string | undefined;
   readonly startMs = nowMs();
   endMs: number | undefined;
   tags: PendingTags | undefined;
@@ -62,9 +65,19 @@ export class SpanRecord implements Span {
 
   constructor(
     readonly request: RequestRecord,
-    readonly parentId: string | null,
+    /** The parent span, or null for a top-level span. */
+    readonly parent: SpanRecord | null,
     readonly name: string,
   ) {}
+
+  get id(): string {
+    this.idText ??= formatSpanId(this.idPrefix, this.idCounter);
+    return this.idText;
+  }
+
+  get parentId(): string | null {
+    return this.parent === null ? null : this.parent.id;
+  }
 
   get runId(): string {
     return this.request.id;
@@ -158,7 +171,7 @@ export class RequestRecord {
       return undefined;
     }
     this.spanCount += 1;
-    const span = new SpanRecord(this, parent ? parent.id : null, typeof name === "string" ? name : String(name));
+    const span = new SpanRecord(this, parent, typeof name === "string" ? name : String(name));
     if (rpc) {
       span.kind = "rpc";
       span.rpcService = rpc.service;

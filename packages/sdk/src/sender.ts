@@ -1,5 +1,5 @@
 import { connect, type Socket } from "node:net";
-import { frame, ReplyReader, writeFrames } from "./framing.js";
+import { FrameArena, frame, joinFrames, ReplyReader } from "./framing.js";
 import { findAgentCommand, launchAgent } from "./launcher.js";
 import type { Endpoint } from "./socketPath.js";
 import { warnOnce } from "./warn.js";
@@ -10,6 +10,11 @@ import { warnOnce } from "./warn.js";
  * flush and one export in flight, with a timeout; batches kept until the agent acknowledges
  * them and resent after a reconnect (the agent ignores a `batch_id` it already committed);
  * timers and the socket unref'd; errors never leave this class.
+ *
+ * A batch is framed into bytes (a `FrameArena` slice) when it is queued, so a flush only joins
+ * ready bytes and writes them. Data is written only once the connection's hello frames are
+ * answered: the `Status` answer tells which dialect the agent speaks, and `adapt` re-encodes a
+ * batch encoded for another one (rare).
  */
 export interface SenderOptions {
   endpoint: Endpoint;
@@ -19,6 +24,11 @@ export interface SenderOptions {
   /** Frames sent first on every connection; their replies go to `onControlReply`. */
   hello: () => unknown[];
   onControlReply: (message: unknown, index: number) => void;
+  /**
+   * Called before a batch is written, with the dialect it was encoded for: returns its frame
+   * bodies re-encoded for the agent's current dialect, or undefined to send it as it is.
+   */
+  adapt: (data: Buffer, dialect: string) => { bodies: string[]; dialect: string } | undefined;
   onDrop: ((report: DropReport) => void) | undefined;
   exportTimeoutMs?: number;
 }
@@ -41,10 +51,12 @@ export interface SenderStats {
 }
 
 interface Entry {
-  /** Frame bodies, encoded into the socket buffer only when written (one allocation per write). */
-  bodies: string[];
-  /** Their size on the wire, headers included. */
+  /** The frames, length headers included (a slice of a `FrameArena` chunk). */
+  data: Buffer;
+  /** Their size on the wire: what the queue bound counts. */
   size: number;
+  /** The dialect the frames were encoded for. */
+  dialect: string;
   /** Replies the agent owes for this entry (a link frame and its batch count two). */
   replies: number;
   seq: number;
@@ -55,6 +67,8 @@ interface Entry {
 type Inflight = { entry: Entry; remaining: number } | { control: number };
 
 const MAX_ATTEMPTS = 5;
+/** A join buffer more than 4 times too large is given back when it is larger than this. */
+const JOIN_KEEP_BYTES = 1024 * 1024;
 const CONNECT_TIMEOUT_MS = 2000;
 const MAX_BACKOFF_MS = 5000;
 
@@ -69,6 +83,7 @@ export class Sender {
   private nextAttemptAt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private exportTimer: NodeJS.Timeout | undefined;
+  private exportArmed = false;
   private waiters: { seq: number; resolve: (ok: boolean) => void }[] = [];
   /** Called once the hello frames of a connection are answered, or the connection attempt ends without one. */
   private helloWaiters: (() => void)[] = [];
@@ -79,16 +94,30 @@ export class Sender {
   private dropReported = false;
   private lastLaunchAt = 0;
   private closed = false;
+  /** Whether the current outage's drops happened while connected (the agent is slower than the app). */
+  private cycleConnected = false;
+  private readonly arena = new FrameArena();
+  /** Where a flush's frames are joined for its write, kept from flush to flush (see writeQueued). */
+  private joinBuffer: Buffer | undefined;
+  private joinBusy = false;
 
   constructor(private readonly options: SenderOptions) {}
 
-  /** Adds one request's frames (bodies) as one entry; the oldest entries go when the queue is full. */
-  enqueue(bodies: string[]): void {
+  /**
+   * Adds one request's frames (bodies, encoded for `dialect`; `ascii` when all are ASCII) as one
+   * entry, framed into bytes now; the oldest entries go when the queue is full.
+   */
+  enqueue(bodies: string[], ascii: boolean, dialect: string): void {
     if (this.closed || bodies.length === 0) return;
-    let size = 0;
-    for (const body of bodies) size += 4 + Buffer.byteLength(body);
+    this.enqueueFrames(this.arena.frames(bodies, ascii), bodies.length, dialect);
+  }
+
+  /** Adds one request's frames, already framed (`replies` frames in `data`), as one entry. */
+  enqueueFrames(data: Buffer, replies: number, dialect: string): void {
+    if (this.closed || replies === 0) return;
+    const size = data.length;
     this.seq += 1;
-    this.queue.push({ bodies, size, replies: bodies.length, seq: this.seq, attempts: 0, failed: false });
+    this.queue.push({ data, size, dialect, replies, seq: this.seq, attempts: 0, failed: false });
     this.bytes += size;
     while (this.bytes > this.options.maxQueueBytes && this.queue.length > 0) this.drop(this.queue.shift() as Entry);
   }
@@ -177,7 +206,7 @@ export class Sender {
   close(): void {
     this.closed = true;
     clearTimeout(this.retryTimer);
-    clearTimeout(this.exportTimer);
+    this.stopExportTimer();
     for (const waiter of [...this.waiters]) waiter.resolve(false);
     const socket = this.socket;
     this.socket = undefined;
@@ -187,6 +216,7 @@ export class Sender {
   }
 
   private drop(entry: Entry): void {
+    if (this.cycleDropped === 0) this.cycleConnected = this.state === "connected";
     this.bytes -= entry.size;
     this.dropped += 1;
     this.cycleDropped += 1;
@@ -206,12 +236,19 @@ export class Sender {
     this.cycleDroppedBytes = 0;
     if (this.dropReported) return;
     this.dropReported = true;
-    warnOnce(
-      `drop-${this.dropped}`,
-      reason === "queue_full"
-        ? `spanhub: the agent is unreachable and the SDK's queue is full (maxQueueBytes ${this.options.maxQueueBytes}); dropped ${report.droppedBatches} oldest batch(es); sending resumes when the agent answers`
-        : `spanhub: the agent refused a batch ${MAX_ATTEMPTS} times; dropped it`,
-    );
+    if (reason === "rejected")
+      warnOnce(`drop-${this.dropped}`, `spanhub: the agent refused a batch ${MAX_ATTEMPTS} times; dropped it`);
+    else if (this.cycleConnected)
+      // Connected but slower than the app: acknowledgements re-arm the report all the time, so this warns once.
+      warnOnce(
+        "drop-slow",
+        `spanhub: the SDK's queue is full (maxQueueBytes ${this.options.maxQueueBytes}): the agent is connected but acknowledges more slowly than the app records; dropped ${report.droppedBatches} oldest batch(es); further drops are counted in tracer.stats().droppedBatches and reported through onDrop`,
+      );
+    else
+      warnOnce(
+        `drop-${this.dropped}`,
+        `spanhub: the SDK's queue is full (maxQueueBytes ${this.options.maxQueueBytes}): the agent is unreachable; dropped ${report.droppedBatches} oldest batch(es); sending resumes when the agent answers`,
+      );
     try {
       this.options.onDrop?.(report);
     } catch {
@@ -240,26 +277,78 @@ export class Sender {
     return false;
   }
 
-  /** All queued entries in one socket write, when no earlier write awaits its replies. */
-  private writeQueued(extra: Buffer[] = []): void {
+  /**
+   * All queued entries in one socket write, when no earlier write awaits its replies and the
+   * hello frames are answered (so the entries are in the agent's dialect). The entries are
+   * already framed: this joins their bytes (adjacent slices without a copy) and writes once.
+   */
+  private writeQueued(): void {
     const socket = this.socket;
-    if (!socket || (this.dataInflight() && extra.length === 0)) return;
-    const entries = this.dataInflight() ? [] : this.queue;
-    if (entries.length === 0 && extra.length === 0) return;
-    if (entries.length > 0) this.queue = [];
-    for (const entry of entries) this.inflight.push({ entry, remaining: entry.replies });
-    if (entries.length > 0) this.armExportTimer();
-    const data = writeFrames(entries);
-    socket.write(extra.length === 0 ? data : Buffer.concat([...extra, data]));
+    if (!socket || this.queue.length === 0 || this.inflight.length > 0) return;
+    const entries = this.queue;
+    this.queue = [];
+    const parts: Buffer[] = [];
+    for (const entry of entries) {
+      this.adapt(entry);
+      this.inflight.push({ entry, remaining: entry.replies });
+      parts.push(entry.data);
+    }
+    this.armExportTimer();
+    // The join buffer is reused once the previous write that used it is done.
+    let into = this.joinBusy ? undefined : this.joinBuffer;
+    let total = 0;
+    for (const part of parts) total += part.length;
+    if (
+      !this.joinBusy &&
+      (!into || into.length < total || (into.length > 4 * total && into.length > JOIN_KEEP_BYTES))
+    ) {
+      // With room to spare: the next window is rarely exactly as large.
+      into = parts.length > 1 && total > JOIN_KEEP_BYTES / 4 ? Buffer.allocUnsafe(Math.ceil(total * 1.25)) : undefined;
+      this.joinBuffer = into;
+    }
+    const data = joinFrames(parts, into);
+    if (into && data.buffer === into.buffer) {
+      this.joinBusy = true;
+      socket.write(data, () => {
+        this.joinBusy = false;
+      });
+    } else socket.write(data);
   }
 
+  /** Re-encodes an entry for the agent's dialect when it was encoded for another one. */
+  private adapt(entry: Entry): void {
+    try {
+      const adapted = this.options.adapt(entry.data, entry.dialect);
+      if (!adapted) return;
+      const data = this.arena.frames(adapted.bodies, false);
+      this.bytes += data.length - entry.size;
+      entry.data = data;
+      entry.size = data.length;
+      entry.dialect = adapted.dialect;
+      entry.replies = adapted.bodies.length;
+    } catch {
+      // Sent as it is.
+    }
+  }
+
+  /** (Re)starts the reply timeout: refreshed, not recreated, while replies keep coming. */
   private armExportTimer(): void {
-    clearTimeout(this.exportTimer);
+    if (this.exportTimer && this.exportArmed) {
+      this.exportTimer.refresh();
+      return;
+    }
+    this.exportArmed = true;
     this.exportTimer = setTimeout(() => {
+      this.exportArmed = false;
       // No reply in time: drop the connection; the entries are resent on the next one.
       if (this.inflight.length > 0) this.socket?.destroy();
     }, this.options.exportTimeoutMs ?? 10_000);
     this.exportTimer.unref();
+  }
+
+  private stopExportTimer(): void {
+    clearTimeout(this.exportTimer);
+    this.exportArmed = false;
   }
 
   private connectSoon(): void {
@@ -332,12 +421,14 @@ export class Sender {
     });
     socket.on("error", () => {});
     socket.once("close", () => this.onClose(socket));
+    // Resent and queued batches follow once the hello frames are answered (see onReply).
     const hello = this.options.hello().map((message) => frame(JSON.stringify(message)));
     hello.forEach((_, index) => {
       this.inflight.push({ control: index });
     });
-    this.writeQueued(hello);
-    if (!this.dataInflight()) this.writeQueued();
+    // Unanswered hello frames drop the connection like unanswered batches.
+    this.armExportTimer();
+    socket.write(Buffer.concat(hello));
   }
 
   private onReply(message: unknown): void {
@@ -349,6 +440,10 @@ export class Sender {
         this.options.onControlReply(message, item.control);
       } catch {
         // Never let a reply break the connection.
+      }
+      if (this.inflight.length === 0) {
+        this.stopExportTimer();
+        this.writeQueued();
       }
       this.releaseHelloWaiters();
       return;
@@ -373,7 +468,7 @@ export class Sender {
       this.dropReported = false;
     }
     if (!this.dataInflight()) {
-      clearTimeout(this.exportTimer);
+      this.stopExportTimer();
       this.settleWaiters();
       if (this.waiters.length > 0) this.writeQueued();
     }
@@ -384,7 +479,7 @@ export class Sender {
       this.socket = undefined;
       this.state = "idle";
     }
-    clearTimeout(this.exportTimer);
+    this.stopExportTimer();
     const unacknowledged: Entry[] = [];
     for (const item of this.inflight) if ("entry" in item) unacknowledged.push(item.entry);
     this.inflight = [];

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { hostname } from "node:os";
-import { encodeRequest } from "./encode.js";
+import { encodeRequest, encodeRequestFrame, translateBodies } from "./encode.js";
+import { FrameWriter, splitFrames } from "./framing.js";
 import { newRunId } from "./ids.js";
 import {
   type Dialect,
@@ -81,20 +82,26 @@ export class Tracer {
   private readonly sender: Sender;
   private readonly timer: NodeJS.Timeout;
   private open = new Set<RequestRecord>();
-  private done: RequestRecord[] = [];
+  /** Writes batches for spanhub 0.2.0+ agents straight into frame bytes. */
+  private readonly writer = new FrameWriter();
   private closed = false;
   private shutdownPromise: Promise<void> | undefined;
   private exitFlushSeq = -1;
   /**
    * What the agent understands, from its `Status` answer on the latest connection. Until one
-   * arrives: plain Scout commands, which every agent understands (with an `Events` frame for a
-   * parent link, as spanhub 0.1 agents need).
+   * arrives, batches are encoded for spanhub 0.2.0 or newer; the sender writes nothing before
+   * the answer, and re-encodes a batch for an older agent (`adapt`) when it turns out to be one.
    */
-  private dialect: Dialect = "spanhub";
+  private dialect: Dialect = "extended";
   private dialectKnown = false;
+  /** A finished request is encoded at once, into the sender's queue: a flush only writes. */
   private readonly endRequest = (request: RequestRecord) => {
     this.open.delete(request);
-    this.done.push(request);
+    try {
+      this.send(request, request.endMs as number);
+    } catch {
+      // Recording problems never reach the application.
+    }
   };
   private readonly onBeforeExit = () => this.flushBeforeExit();
 
@@ -111,6 +118,7 @@ export class Tracer {
       onDrop: options?.onDrop,
       hello: () => this.hello(),
       onControlReply: (message, index) => this.onControlReply(socket, message, index),
+      adapt: (data, dialect) => this.adapt(data, dialect as Dialect),
     });
     this.timer = setInterval(() => this.tick(), this.interval);
     this.timer.unref();
@@ -327,21 +335,35 @@ export class Tracer {
     }
   }
 
-  /** Encodes finished requests and a window of long ones into the sender's queue, then sends. */
+  /**
+   * Cuts a window of long requests into the sender's queue (finished requests are there already,
+   * encoded when they ended), then sends: one socket write of ready bytes.
+   */
   private collect(all: boolean): void {
     const now = nowMs();
-    const done = this.done;
-    this.done = [];
-    for (const request of done) {
-      const batch = encodeRequest(request, this.app, now, this.dialect);
-      if (batch) this.sender.enqueue(batch.bodies);
-    }
-    for (const request of this.open) {
-      if (!all && now - request.lastSentMs < this.interval) continue;
-      const batch = encodeRequest(request, this.app, now, this.dialect);
-      if (batch) this.sender.enqueue(batch.bodies);
-    }
+    for (const request of this.open) if (all || now - request.lastSentMs >= this.interval) this.send(request, now);
     this.sender.kick();
+  }
+
+  /** Encodes what `request` has not sent yet as one batch and queues it. */
+  private send(request: RequestRecord, now: number): void {
+    const dialect = this.dialect;
+    if (dialect === "extended") {
+      const data = encodeRequestFrame(request, now, this.writer);
+      if (data) this.sender.enqueueFrames(data, 1, dialect);
+      return;
+    }
+    const batch = encodeRequest(request, this.app, now, dialect);
+    if (batch) this.sender.enqueue(batch.bodies, batch.ascii, dialect);
+  }
+
+  /** A batch encoded for another dialect than the agent's, re-encoded (rare: the agent changed). */
+  private adapt(data: Buffer, dialect: Dialect): { bodies: string[]; dialect: Dialect } | undefined {
+    const target = this.dialect;
+    if (dialect === target) return undefined;
+    const bodies = splitFrames(data);
+    const translated = translateBodies(bodies, dialect, target, this.app);
+    return translated === bodies ? undefined : { bodies: translated, dialect: target };
   }
 
   /** The tail, when the event loop runs dry: one bounded attempt per new batch (the timer keeps the process up). */
