@@ -50,6 +50,22 @@ export async function startAgent(home: Home): Promise<AgentProcess> {
     [SPANHUB_BIN, "agent", "--socket", home.socket, "--data", home.data, "--http", "127.0.0.1:0"],
     { env: { ...process.env, SPANHUB_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "pipe"] },
   );
+  const output = captureOutput(child);
+  const deadline = Date.now() + 15_000;
+  while (!/http:\/\/\S+\/metrics/.test(output.out())) {
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`agent did not start:\n${output.out()}\n${output.err()}`);
+    await sleep(20);
+  }
+  return {
+    child,
+    pid: child.pid as number,
+    metricsUrl: (/(http:\/\/\S+\/metrics)/.exec(output.out()) as RegExpExecArray)[1] as string,
+  };
+}
+
+/** Collects a child's stdout and stderr as text. */
+export function captureOutput(child: ChildProcess): { out: () => string; err: () => string } {
   let out = "";
   let err = "";
   child.stdout?.on("data", (chunk) => {
@@ -58,16 +74,7 @@ export async function startAgent(home: Home): Promise<AgentProcess> {
   child.stderr?.on("data", (chunk) => {
     err += chunk;
   });
-  const deadline = Date.now() + 15_000;
-  while (!/http:\/\/\S+\/metrics/.test(out)) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`agent did not start:\n${out}\n${err}`);
-    await sleep(20);
-  }
-  return {
-    child,
-    pid: child.pid as number,
-    metricsUrl: (/(http:\/\/\S+\/metrics)/.exec(out) as RegExpExecArray)[1] as string,
-  };
+  return { out: () => out, err: () => err };
 }
 
 export function agentInfoPid(home: Home): number | undefined {

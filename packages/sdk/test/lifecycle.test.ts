@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { agentInfoPid, agentPids, type Home, readStore, SPANHUB_BIN, sleep, tempHome, waitFor } from "./helpers.js";
+import {
+  agentInfoPid,
+  agentPids,
+  captureOutput,
+  type Home,
+  readStore,
+  SPANHUB_BIN,
+  sleep,
+  tempHome,
+  waitFor,
+} from "./helpers.js";
 
 const APP = fileURLToPath(new URL("./apps/app.js", import.meta.url));
 
@@ -26,23 +36,19 @@ function runApp(home: Home, mode: string, env: Record<string, string>): App {
     },
     stdio: ["pipe", "pipe", "pipe"],
   });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (chunk) => {
-    out += chunk;
-  });
-  child.stderr?.on("data", (chunk) => {
-    err += chunk;
-  });
+  const output = captureOutput(child);
   const result = new Promise<{ ids: string[]; byWorker: string[][] }>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`app timed out:\n${out}\n${err}`));
+      reject(new Error(`app timed out:\n${output.out()}\n${output.err()}`));
     }, 40_000);
     child.once("exit", (code) => {
       clearTimeout(timer);
-      const line = out.split("\n").find((row) => row.startsWith('{"ids"'));
-      if (code !== 0 || !line) reject(new Error(`app exited ${code}:\n${out}\n${err}`));
+      const line = output
+        .out()
+        .split("\n")
+        .find((row) => row.startsWith('{"ids"'));
+      if (code !== 0 || !line) reject(new Error(`app exited ${code}:\n${output.out()}\n${output.err()}`));
       else resolve(JSON.parse(line));
     });
   });
