@@ -184,6 +184,12 @@ describe("hub HTTP API (in process, real SQLite file)", () => {
     assert.equal(mixed.statusCode, 207);
     assert.deepEqual(mixed.json().rejected, [{ index: 1, error: 'unknown event type "bogus"' }]);
     assert.equal((await post([{ type: "bogus" }])).statusCode, 400);
+    const badLine = await post(
+      `${JSON.stringify({ type: "run_tag", run_id: "nd-1", tags: { k: 1 } })}\n{oops\n`,
+      "application/x-ndjson",
+    );
+    assert.equal(badLine.statusCode, 207, "a bad NDJSON line is skipped, the rest stored");
+    assert.deepEqual(badLine.json().rejected, [{ index: 1, error: "line 2 is not valid JSON" }]);
     assert.equal((await post("{not json", "application/json")).statusCode, 400);
     const batch = {
       batch_id: "http-batch-1",

@@ -112,7 +112,8 @@ function frames(socket: Socket, context: ConnectionContext): Mode {
     }
     const submission = decoded.submission;
     if (decoded.command === "Status" && !decoded.refused) {
-      send(context.status().then((status) => ({ Status: { ...status, result: "Success" } })));
+      // Read the counters once earlier frames are answered, so they include those commits.
+      send(replies.then(() => context.status()).then((status) => ({ Status: { ...status, result: "Success" } })));
     } else if (submission && (submission.events.length > 0 || submission.appEvents?.length)) {
       metrics.countUnknownStatuses(submission.events);
       send(

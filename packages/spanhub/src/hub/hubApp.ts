@@ -144,6 +144,7 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     const rejected: { index: number; error: string }[] = [];
     raw.forEach((value, index) => {
       try {
+        if (value instanceof UnreadableLine) throw new DecodeError(value.message);
         const event = decodeJsonEvent(value, { receivedAt });
         metrics.messages.labels("http", event.kind).inc();
         events.push(event);
@@ -223,6 +224,10 @@ function integer(text: string | undefined, name: string, fallback: number, min: 
   return value;
 }
 
+class UnreadableLine {
+  constructor(readonly message: string) {}
+}
+
 /** A JSON array, `{"batch_id","events"}`, or NDJSON text. */
 function eventsBody(request: FastifyRequest): { events: unknown[]; batchId?: string } {
   const body = request.body;
@@ -233,7 +238,8 @@ function eventsBody(request: FastifyRequest): { events: unknown[]; batchId?: str
       try {
         events.push(JSON.parse(line));
       } catch {
-        throw badRequest(`line ${index + 1} is not valid JSON`);
+        // Skipped like a bad line on the socket; reported among the rejected.
+        events.push(new UnreadableLine(`line ${index + 1} is not valid JSON`));
       }
     }
     return { events };
