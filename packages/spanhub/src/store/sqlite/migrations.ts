@@ -78,6 +78,15 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    name: "index only running runs for the abandon sweep",
+    // A request that arrives complete never enters this index; the old one held every run.
+    sql: `
+      DROP INDEX runs_by_status;
+      CREATE INDEX runs_running ON runs (last_event_us) WHERE status = 'running';
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): void {
