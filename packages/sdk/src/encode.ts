@@ -76,11 +76,7 @@ export function encodeRequest(
   const open: SpanRecord[] | undefined = ended ? undefined : [];
   for (let index = 0; index < all.length; index++) {
     const span = all[index] as SpanRecord;
-    if (ended && span.endMs === undefined) {
-      // Still open when its request ended: closed here, and marked, so the run is complete.
-      span.tag("spanhub.unfinished", true);
-      span.endMs = request.endMs;
-    }
+    if (ended) closeIfUnfinished(span, request);
     const spanHead = `${head},"span_id":"${span.id}"`;
     const text = extended ? encodeSpanExtended(span, spanHead) : encodeSpanPlain(span, spanHead);
     if (text !== "") out += out === "" ? text : `,${text}`;
@@ -195,11 +191,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
     const open: SpanRecord[] | undefined = ended ? undefined : [];
     for (let index = 0; index < all.length; index++) {
       const span = all[index] as SpanRecord;
-      if (ended && span.endMs === undefined) {
-        // Still open when its request ended: closed here, and marked, so the run is complete.
-        span.tag("spanhub.unfinished", true);
-        span.endMs = request.endMs;
-      }
+      if (ended) closeIfUnfinished(span, request);
       const tags = span.tags;
       span.tags = undefined;
       if (!span.startSent) {
@@ -627,4 +619,11 @@ function isoToMs(text: string): number {
   const whole = Date.parse(`${text.slice(0, 19)}Z`);
   const fraction = Number(`0${text.slice(19, -1)}`);
   return Number.isFinite(whole) ? whole + (Number.isFinite(fraction) ? fraction * 1000 : 0) : Date.now();
+}
+
+/** A span still open when its request ended is closed then, and marked, so the run is complete. */
+function closeIfUnfinished(span: SpanRecord, request: RequestRecord): void {
+  if (span.endMs !== undefined) return;
+  span.tag("spanhub.unfinished", true);
+  span.endMs = request.endMs;
 }
