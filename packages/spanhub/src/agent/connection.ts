@@ -29,12 +29,14 @@ export interface ConnectionContext {
 /** First bytes that start JSON lines: `{`, white space, or a UTF-8 byte order mark. A frame starts with its
  * length's high byte, at most 0x08 under the largest --max-frame (128 MiB). */
 const JSON_LINES_FIRST_BYTES = new Set([0x7b, 0x20, 0x09, 0x0a, 0x0d, 0xef]);
+/** How long a connection refused for an oversized frame may linger after its Failure reply. */
+const OVERSIZED_GRACE_MS = 1000;
 /** Bad input is logged for the first few times per connection, then every this many. */
 const LOG_EVERY = 1000;
 
 /**
- * Serves one agent connection. The first byte picks the protocol: `{` starts JSON
- * lines, anything else a length-prefixed frame. Bad input is counted, logged with a
+ * Serves one agent connection. The first byte picks the protocol: `{`, white space or
+ * a byte order mark start JSON lines, anything else a length-prefixed frame. Bad input is counted, logged with a
  * preview and skipped; it never ends the connection (an oversized frame does, after
  * a Failure reply, since the stream can no longer be framed).
  */
@@ -138,7 +140,11 @@ function frames(socket: Socket, context: ConnectionContext): Mode {
         send(failure(`frame of ${item.size} bytes is over the limit of ${context.maxFrame} bytes`));
         socket.pause();
         socket.removeAllListeners("data");
-        void replies.then(() => socket.end());
+        void replies.then(() => {
+          socket.end();
+          // The client may never finish sending the oversized frame: do not wait on it.
+          setTimeout(() => socket.destroy(), OVERSIZED_GRACE_MS).unref();
+        });
         return;
       }
     },
