@@ -31,31 +31,21 @@ export interface SpanhubProcess {
 
 /** Runs `spanhub <args>` and waits until it prints its hub URL (`up`, `hub`) or agent line. */
 export async function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<SpanhubProcess> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, SPANHUB_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (chunk) => {
-    out += chunk;
-  });
-  child.stderr?.on("data", (chunk) => {
-    err += chunk;
-  });
+  const child = spawnCli(args, env);
+  const output = captureOutput(child);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const deadline = Date.now() + 15_000;
-  while (!/hub:\s+http|spanhub agent \d+ on/.test(out)) {
+  while (!/hub:\s+http|spanhub agent \d+ on/.test(output.out())) {
     if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`spanhub ${args.join(" ")} did not start:\n${out}\n${err}`);
+      throw new Error(`spanhub ${args.join(" ")} did not start:\n${output.out()}\n${output.err()}`);
     await sleep(20);
   }
-  const url = /hub:\s+(http\S+)/.exec(out)?.[1] ?? "";
+  const url = /hub:\s+(http\S+)/.exec(output.out())?.[1] ?? "";
   return {
     child,
     url,
-    stdout: () => out,
-    stderr: () => err,
+    stdout: output.out,
+    stderr: output.err,
     exited,
     stop: async () => {
       if (child.exitCode === null) child.kill("SIGTERM");
@@ -69,21 +59,31 @@ export function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, SPANHUB_LOG_LEVEL: "warn", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk;
-    });
-    child.once("exit", (code) => resolve({ code, stdout, stderr }));
+  const child = spawnCli(args, env);
+  const output = captureOutput(child);
+  return new Promise((resolve) =>
+    child.once("exit", (code) => resolve({ code, stdout: output.out(), stderr: output.err() })),
+  );
+}
+
+function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, SPANHUB_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   });
+}
+
+/** Collects a child's stdout and stderr as text. */
+function captureOutput(child: ChildProcess): { out: () => string; err: () => string } {
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (chunk) => {
+    out += chunk;
+  });
+  child.stderr?.on("data", (chunk) => {
+    err += chunk;
+  });
+  return { out: () => out, err: () => err };
 }
 
 /** A framed-protocol client on one connection; replies come back in order. */

@@ -29,17 +29,10 @@ interface ServeFlags {
 }
 
 export function upCommand(): Command {
-  return new Command("up")
+  return withHubOptions(new Command("up"))
     .description("run the agent and the hub in one process on embedded SQLite (or the hub over a running agent's data)")
-    .addOption(dataOption())
     .addOption(socketOption())
     .option("--tcp <host:port>", "also accept agent connections on TCP (Scout agents default to 127.0.0.1:6590)")
-    .addOption(hostOption())
-    .addOption(portOption())
-    .addOption(tokenOption())
-    .addOption(maxFrameOption())
-    .addOption(abandonOption())
-    .addOption(durabilityOption())
     .action(async (flags: ServeFlags, command: Command) => {
       checkToken(flags);
       const dataGiven = command.getOptionValueSource("data") !== "default" || Boolean(process.env.SPANHUB_DATA);
@@ -49,19 +42,24 @@ export function upCommand(): Command {
 }
 
 export function hubCommand(): Command {
-  return new Command("hub")
+  return withHubOptions(new Command("hub"))
     .description("serve only the hub's HTTP API over a data directory")
+    .action(async (flags: ServeFlags) => {
+      checkToken(flags);
+      printAndWait(await startSpanhub(baseOptions(flags, { hub: true, agent: false })), undefined);
+    });
+}
+
+/** The options every command that serves the hub takes. */
+function withHubOptions(command: Command): Command {
+  return command
     .addOption(dataOption())
     .addOption(hostOption())
     .addOption(portOption())
     .addOption(tokenOption())
     .addOption(maxFrameOption())
     .addOption(abandonOption())
-    .addOption(durabilityOption())
-    .action(async (flags: ServeFlags) => {
-      checkToken(flags);
-      printAndWait(await startSpanhub(baseOptions(flags, { hub: true, agent: false })), undefined);
-    });
+    .addOption(durabilityOption());
 }
 
 async function startUp(flags: ServeFlags, dataGiven: boolean): Promise<RunningSpanhub> {
