@@ -11,6 +11,7 @@ import { CursorError } from "../store/cursor.js";
 import type { RunQuery } from "../store/records.js";
 import type { Store } from "../store/store.js";
 import { ApiError, badRequest, conflict, notFound } from "./apiError.js";
+import { digestView } from "../digest/digestView.js";
 import { runView, spanView } from "./views.js";
 
 export interface HubOptions {
@@ -100,6 +101,13 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     const [run, spans] = await Promise.all([store.getRun(id), store.listSpans(id)]);
     if (!run) throw notFound(`no run "${id}"`);
     return { runId: id, spans: spans.map(spanView) };
+  });
+
+  app.get("/api/v1/runs/:id/digest", async (request) => {
+    const { id } = request.params as { id: string };
+    const read = await store.getDigest(id);
+    if (!read) throw notFound(`no run "${id}"`);
+    return { runId: id, digest: digestView(read.digest), caughtUp: read.caughtUp, stale: read.stale };
   });
 
   app.get("/api/v1/runs/:id/events", async (request) => {

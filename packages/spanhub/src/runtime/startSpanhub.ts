@@ -73,6 +73,7 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
     const store = createStore({
       dataDir: options.dataDir,
       ...(options.durability ? { durability: options.durability } : {}),
+      onBackgroundError: (error) => logger.error({ err: error }, "digest fold failed; it is retried"),
     });
     closers.push(() => store.close());
     const metrics = new Metrics();

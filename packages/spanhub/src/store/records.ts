@@ -1,5 +1,6 @@
 import type { EndStatus, RunStatus, SpanError, SpanLog, SpanStatus, Tags } from "../model/event.js";
 import type { Micros } from "../model/time.js";
+import type { DigestState, Outcome } from "../digest/digest.js";
 
 /** A run as the store keeps it: the read model over its event log. */
 export interface RunRecord {
@@ -27,6 +28,23 @@ export interface RunRecord {
   lateCount: number;
   /** 0 none, 1 first top-level span, 2 first `Controller/` or `Job/` span, 3 explicit. */
   nameRank: number;
+  /** From the run's digest, once one was folded (the runs list reads no span rows). */
+  digest?: RunDigestSummary;
+}
+
+export interface RunDigestSummary {
+  /** Stamped when the digest is sealed. */
+  outcome: Outcome | null;
+  failedSpans: number;
+  p95Us: number | null;
+}
+
+/** A run's digest as the store reads it; `caughtUp` counts entries folded on the way (a folder had fallen behind). */
+export interface DigestRead {
+  digest: DigestState;
+  caughtUp: number;
+  /** Written by an older fold and not recomputed yet (the read path never replays a log). */
+  stale: boolean;
 }
 
 export interface SpanRecord {

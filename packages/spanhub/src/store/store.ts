@@ -1,6 +1,6 @@
 import type { Submission, SubmitResult } from "../model/event.js";
 import type { Micros } from "../model/time.js";
-import type { AppRecord, RunPage, RunQuery, RunRecord, SpanRecord, StoredEvent } from "./records.js";
+import type { AppRecord, DigestRead, RunPage, RunQuery, RunRecord, SpanRecord, StoredEvent } from "./records.js";
 
 /**
  * The one storage contract. SQLite and (later) PostgreSQL implement it and run the
@@ -27,6 +27,11 @@ export interface Store {
   /** The run's log from `afterSeq` (exclusive), in seq order. */
   listEvents(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]>;
   listApps(): Promise<AppRecord[]>;
+  /**
+   * The run's digest: one row, whatever the run's size. When the digest is behind the log (a
+   * folder died) the tail is folded first; undefined when the run is unknown.
+   */
+  getDigest(runId: string): Promise<DigestRead | undefined>;
   /** Ids of running runs with no event since `before`, oldest first. */
   findIdleRuns(before: Micros, limit: number): Promise<string[]>;
   /** Forgets batch ids committed before `before`. */
@@ -43,4 +48,6 @@ export interface StoreConfig {
   dataDir: string;
   /** `full` (default): an acknowledged commit survives power loss. `normal` survives process crashes only. */
   durability?: "full" | "normal";
+  /** Failures of background work (the digest fold); they never fail a write. Default: stderr. */
+  onBackgroundError?: (error: Error) => void;
 }

@@ -87,6 +87,53 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX runs_running ON runs (last_event_us) WHERE status = 'running';
     `,
   },
+  {
+    version: 3,
+    name: "run digests and the fold's side state",
+    // Runs already stored are behind their log (folded_seq 0), so the background folder backfills them.
+    sql: `
+      CREATE TABLE digests (
+        rid INTEGER PRIMARY KEY,
+        schema_version INTEGER NOT NULL,
+        watermark_seq INTEGER NOT NULL,
+        outcome_status TEXT,
+        outcome_reason TEXT,
+        failed_spans INTEGER NOT NULL,
+        p95_us REAL,
+        body TEXT NOT NULL
+      );
+      CREATE INDEX digests_by_schema ON digests (schema_version);
+
+      CREATE TABLE digest_spans (
+        rid INTEGER NOT NULL,
+        span_id TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        open INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (rid, span_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX digest_spans_open ON digest_spans (rid, first_seq) WHERE open = 1;
+
+      CREATE TABLE digest_waits (
+        rid INTEGER NOT NULL,
+        parent_id TEXT NOT NULL,
+        child_id TEXT NOT NULL,
+        child_seq INTEGER NOT NULL,
+        PRIMARY KEY (rid, parent_id, child_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX digest_waits_by_seq ON digest_waits (rid, child_seq);
+
+      CREATE TABLE digest_intervals (
+        rid INTEGER NOT NULL,
+        start_us INTEGER NOT NULL,
+        end_us INTEGER NOT NULL,
+        PRIMARY KEY (rid, start_us)
+      ) WITHOUT ROWID;
+
+      ALTER TABLE runs ADD COLUMN folded_seq INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX runs_unfolded ON runs (rid) WHERE folded_seq < last_seq;
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): void {

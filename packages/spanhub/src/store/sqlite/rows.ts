@@ -1,8 +1,14 @@
+import type { EndStatus } from "../../model/event.js";
 import type { AppRecord, RunRecord, SpanRecord } from "../records.js";
 
 /** SQLite rows and their mapping to records, shared by the read side and the writer thread. */
 export const RUN_COLUMNS = `rid, id, app, name, name_rank, status, reason, error, start_us, end_us, tags, host, pid,
   parent_run_id, parent_span_id, span_count, error_count, error_tagged, last_seq, last_event_us, late_count`;
+
+/** Runs with their digest's summary, for the read side; `runs.rid` is the run's key. */
+export const RUN_VIEW_FROM = `SELECT ${RUN_COLUMNS.replace(/\b(rid)\b/, "runs.rid")},
+  d.outcome_status, d.outcome_reason, d.failed_spans, d.p95_us
+  FROM runs LEFT JOIN digests d ON d.rid = runs.rid`;
 
 export const SPAN_COLUMNS =
   "span_id, parent_id, name, kind, status, start_us, end_us, tags, logs, error, rpc_service, rpc_method";
@@ -29,6 +35,10 @@ export interface RunRow {
   last_seq: number;
   last_event_us: number;
   late_count: number;
+  outcome_status?: string | null;
+  outcome_reason?: string | null;
+  failed_spans?: number | null;
+  p95_us?: number | null;
 }
 
 export interface SpanRow {
@@ -79,6 +89,18 @@ export function runRecord(row: RunRow): RunRecord {
     lastEventAt: row.last_event_us,
     lateCount: row.late_count,
     nameRank: row.name_rank,
+    ...(row.failed_spans === undefined || row.failed_spans === null
+      ? {}
+      : {
+          digest: {
+            outcome:
+              row.outcome_status === null || row.outcome_status === undefined
+                ? null
+                : { status: row.outcome_status as EndStatus, reason: row.outcome_reason ?? null },
+            failedSpans: row.failed_spans,
+            p95Us: row.p95_us ?? null,
+          },
+        }),
   };
 }
 

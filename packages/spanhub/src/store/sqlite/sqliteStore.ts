@@ -1,17 +1,18 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type Database from "better-sqlite3";
+import { DIGEST_SCHEMA_VERSION, type DigestState, emptyDigest } from "../../digest/digest.js";
 import type { Submission, SubmitResult } from "../../model/event.js";
 import type { Micros } from "../../model/time.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
-import type { AppRecord, RunPage, RunQuery, RunRecord, SpanRecord, StoredEvent } from "../records.js";
+import type { AppRecord, DigestRead, RunPage, RunQuery, RunRecord, SpanRecord, StoredEvent } from "../records.js";
 import type { Store, StoreConfig } from "../store.js";
 import { migrate } from "./migrations.js";
 import { openDatabase } from "./openDatabase.js";
 import {
   type AppRow,
   appRecord,
-  RUN_COLUMNS,
+  RUN_VIEW_FROM,
   type RunRow,
   runRecord,
   SPAN_COLUMNS,
@@ -19,6 +20,14 @@ import {
   spanRecord,
 } from "./rows.js";
 import { WriterThread } from "./writerThread.js";
+
+interface DigestOfRunRow {
+  rid: number;
+  last_seq: number;
+  schema_version: number | null;
+  watermark_seq: number | null;
+  body: string | null;
+}
 
 /**
  * The embedded engine: one SQLite file in WAL mode, shared by agent and hub processes.
@@ -46,7 +55,9 @@ export class SqliteStore implements Store {
     }
     const db = this.db;
     this.statements = {
-      runById: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
+      runById: db.prepare(`${RUN_VIEW_FROM} WHERE id = ?`),
+      digestOfRun: db.prepare(`SELECT runs.rid, runs.last_seq, d.schema_version, d.watermark_seq, d.body
+        FROM runs LEFT JOIN digests d ON d.rid = runs.rid WHERE runs.id = ?`),
       spansOfRun: db.prepare(
         `SELECT ${SPAN_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?) ORDER BY start_us, span_id`,
       ),
@@ -62,7 +73,12 @@ export class SqliteStore implements Store {
 
   /** The writer thread starts on the first write, so read-only users (the CLI) never start one. */
   private writerThread(): WriterThread {
-    if (!this.writer || this.writer.dead) this.writer = new WriterThread(this.dbPath, this.config.durability ?? "full");
+    if (!this.writer || this.writer.dead)
+      this.writer = new WriterThread(
+        this.dbPath,
+        this.config.durability ?? "full",
+        this.config.onBackgroundError ?? ((error) => process.stderr.write(`spanhub: digest fold failed: ${error.message}\n`)),
+      );
     return this.writer;
   }
 
@@ -97,11 +113,11 @@ export class SqliteStore implements Store {
     }
     if (query.cursor) {
       const [startUs, rid] = decodeCursor(query.cursor);
-      where.push("(start_us, rid) < (?, ?)");
+      where.push("(start_us, runs.rid) < (?, ?)");
       params.push(startUs, rid);
     }
-    const sql = `SELECT ${RUN_COLUMNS} FROM runs ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-      ORDER BY start_us DESC, rid DESC LIMIT ?`;
+    const sql = `${RUN_VIEW_FROM} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY start_us DESC, runs.rid DESC LIMIT ?`;
     const rows = this.cached(sql).all(...params, query.limit + 1) as RunRow[];
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
@@ -134,6 +150,22 @@ export class SqliteStore implements Store {
 
   async listApps(): Promise<AppRecord[]> {
     return (this.statements.allApps.all() as AppRow[]).map(appRecord);
+  }
+
+  async getDigest(runId: string): Promise<DigestRead | undefined> {
+    let caughtUp = 0;
+    for (;;) {
+      const row = this.statements.digestOfRun.get(runId) as DigestOfRunRow | undefined;
+      if (!row) return undefined;
+      const watermark = row.watermark_seq ?? 0;
+      // Behind the log only when a folder fell behind or died: fold the tail (never the whole log), then read.
+      if (watermark < row.last_seq && caughtUp === 0) {
+        caughtUp = await this.writerThread().catchUp(row.rid);
+        if (caughtUp > 0) continue;
+      }
+      const digest: DigestState = row.body ? JSON.parse(row.body) : emptyDigest();
+      return { digest, caughtUp, stale: (row.schema_version ?? DIGEST_SCHEMA_VERSION) < DIGEST_SCHEMA_VERSION };
+    }
   }
 
   async findIdleRuns(before: Micros, limit: number): Promise<string[]> {

@@ -1,8 +1,10 @@
 import type Database from "better-sqlite3";
 import type { AppEvent, RunEvent, Submission, SubmitResult } from "../../model/event.js";
 import { type Micros, nowMicros } from "../../model/time.js";
+import type { FoldEntry } from "../../digest/fold.js";
 import { applyRunEvent, applySpanEvent, isLate, newRun, newSpan } from "../apply.js";
 import type { RunRecord } from "../records.js";
+import type { SqliteDigests } from "./sqliteDigests.js";
 import {
   type AppRow,
   appRecord,
@@ -22,6 +24,10 @@ interface OpenRun {
   isNew: boolean;
   /** For a run created in this transaction: its spans so far (no other can exist, so no lookup is needed). */
   newSpans?: Set<string>;
+  /** What this transaction appended to its log, so a seal folds it without reading it back. */
+  appended: FoldEntry[];
+  /** A run end took effect: the digest is sealed once the run row is saved. */
+  ended: boolean;
 }
 
 /**
@@ -32,7 +38,11 @@ export class SqliteWriter {
   private readonly statements;
   private readonly appendTransaction: Database.Transaction<(submissions: Submission[]) => SubmitResult[]>;
 
-  constructor(db: Database.Database) {
+  constructor(
+    db: Database.Database,
+    private readonly digests: SqliteDigests,
+    private readonly onFoldError: (error: Error) => void,
+  ) {
     this.statements = {
       runById: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
       maxRid: db.prepare("SELECT coalesce(max(rid), 0) AS rid FROM runs").pluck(),
@@ -81,13 +91,13 @@ export class SqliteWriter {
         let run = open.get(event.runId);
         if (!run) {
           const row = this.statements.runById.get(event.runId) as RunRow | undefined;
-          if (row) run = { rid: row.rid, record: runRecord(row), isNew: false };
+          if (row) run = { rid: row.rid, record: runRecord(row), isNew: false, appended: [], ended: false };
           else {
             if (nextRid === 0) nextRid = (this.statements.maxRid.get() as number) + 1;
             // A coalesced span's `time` is its end: a run it creates starts when the span started.
             const firstTime = event.kind === "span" ? event.startTime : event.time;
             const record = newRun(event.runId, submission.app, firstTime, now);
-            run = { rid: nextRid++, record, isNew: true, newSpans: new Set() };
+            run = { rid: nextRid++, record, isNew: true, newSpans: new Set(), appended: [], ended: false };
           }
           open.set(event.runId, run);
         }
@@ -96,8 +106,10 @@ export class SqliteWriter {
         if (late) record.lateCount += 1;
         if (event.kind === "run_start" || event.kind === "run_tag" || event.kind === "run_end") {
           if (!applyRunEvent(record, event, late)) lateEnds.push(record.id);
+          else if (event.kind === "run_end") run.ended = true;
         } else spanTagsJson = this.applySpan(run, event);
         record.lastSeq += 1;
+        run.appended.push({ seq: record.lastSeq, late, event });
         record.lastEventAt = now;
         this.statements.insertEvent.run(
           run.rid,
@@ -112,6 +124,16 @@ export class SqliteWriter {
       results.push({ duplicate: false, lateEnds });
     }
     for (const run of open.values()) this.saveRun(run);
+    // Every terminal transition seals here, in the transaction that ends the run, after its row is saved.
+    // A failed seal rolls back alone (a savepoint) and never fails the append: the background folder retries it.
+    for (const run of open.values()) {
+      if (!run.ended) continue;
+      try {
+        this.digests.seal(run.rid, run.appended);
+      } catch (error) {
+        this.onFoldError(error as Error);
+      }
+    }
     return results;
   }
 

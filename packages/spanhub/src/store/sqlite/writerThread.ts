@@ -5,11 +5,13 @@ import type { Micros } from "../../model/time.js";
 export type WriterRequest =
   | { id: number; type: "append"; submissions: Submission[] }
   | { id: number; type: "prune"; before: Micros }
+  | { id: number; type: "catchUp"; rid: number }
   | { id: number; type: "close" };
 
-export type WriterResponse =
+/** A response to a request by id, or (`background`) a failure of the thread's own fold work. */
+export type WriterMessage =
   | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; message: string; code?: string };
+  | { id: number; ok: false; message: string; code?: string; background?: boolean };
 
 /** How often the checkpoint thread copies the WAL into the database file. */
 const CHECKPOINT_EVERY_MS = 250;
@@ -28,12 +30,17 @@ export class WriterThread {
   private exited: Promise<void>;
   dead = false;
 
-  constructor(dbPath: string, durability: "full" | "normal") {
+  constructor(
+    dbPath: string,
+    durability: "full" | "normal",
+    onBackgroundError: (error: Error) => void,
+  ) {
     this.worker = new Worker(new URL("./writerMain.js", import.meta.url), { workerData: { dbPath, durability } });
     this.checkpointer = new Worker(new URL("./checkpointMain.js", import.meta.url), {
       workerData: { dbPath, durability, everyMs: CHECKPOINT_EVERY_MS },
     });
-    this.worker.on("message", (response: WriterResponse) => {
+    this.worker.on("message", (response: WriterMessage) => {
+      if (!response.ok && response.background) return onBackgroundError(new Error(response.message));
       const waiter = this.waiting.get(response.id);
       this.waiting.delete(response.id);
       if (!waiter) return;
@@ -52,6 +59,11 @@ export class WriterThread {
 
   append(submissions: Submission[]): Promise<SubmitResult[]> {
     return this.call({ id: 0, type: "append", submissions });
+  }
+
+  /** Folds the run's digest up to its log; resolves to the entries folded. */
+  catchUp(rid: number): Promise<number> {
+    return this.call({ id: 0, type: "catchUp", rid });
   }
 
   pruneBatches(before: Micros): Promise<number> {

@@ -1,0 +1,386 @@
+import type Database from "better-sqlite3";
+import { DIGEST_SCHEMA_VERSION, type DigestState, emptyDigest, type Outcome, type Sample, type SpanState } from "../../digest/digest.js";
+import { type FoldEntry, foldAll, foldEntry, sealDigest } from "../../digest/fold.js";
+import { quantileOf } from "../../digest/histogram.js";
+import { MemoryFoldIndex } from "../../digest/memoryIndex.js";
+import { isEndStatus, type RunEvent } from "../../model/event.js";
+import type { Micros } from "../../model/time.js";
+
+/** How many log entries one fold step reads at a time. */
+const CHUNK = 2000;
+
+interface EventRow {
+  seq: number;
+  late: number;
+  kind: string;
+  body: string;
+}
+
+interface DigestRow {
+  schema_version: number;
+  watermark_seq: number;
+  body: string;
+}
+
+/** A fold computed outside the write lock, committed only if nobody folded the run meanwhile. */
+export interface PendingFold {
+  rid: number;
+  /** The watermark and schema it started from: the compare-and-set's expected values. */
+  fromWatermark: number;
+  fromSchema: number | null;
+  digest: DigestState;
+  index: SqliteFoldIndex;
+  folded: number;
+}
+
+/**
+ * The fold's side state in side tables, read through on demand and written back on commit.
+ * A fresh run (no digest yet) can have no side rows, so it never looks any up.
+ */
+export class SqliteFoldIndex extends MemoryFoldIndex {
+  private readonly looked = new Set<string>();
+  private readonly dirtySpans = new Set<string>();
+  private readonly takenParents = new Set<string>();
+  private intervalsLoaded: boolean;
+  private intervalsDirty = false;
+
+  constructor(
+    private readonly tables: DigestStatements,
+    private readonly rid: number,
+    private readonly fresh: boolean,
+  ) {
+    super();
+    this.intervalsLoaded = fresh;
+  }
+
+  override span(id: string): SpanState | undefined {
+    const held = this.spans.get(id);
+    if (held || this.fresh || this.looked.has(id)) return held;
+    this.looked.add(id);
+    const row = this.tables.spanById.get(this.rid, id) as { first_seq: number; state: string } | undefined;
+    if (!row) return undefined;
+    const span = { ...JSON.parse(row.state), firstSeq: row.first_seq } as SpanState;
+    this.spans.set(id, span);
+    return span;
+  }
+
+  override saveSpan(id: string, span: SpanState): void {
+    this.spans.set(id, span);
+    this.dirtySpans.add(id);
+  }
+
+  override takeWaits(parentId: string): number {
+    let count = super.takeWaits(parentId);
+    if (!this.fresh && !this.takenParents.has(parentId)) {
+      this.takenParents.add(parentId);
+      count += this.tables.waitCount.get(this.rid, parentId) as number;
+    }
+    return count;
+  }
+
+  override cover(start: Micros, end: Micros): number {
+    if (!this.intervalsLoaded) {
+      this.intervals = (this.tables.intervals.all(this.rid) as { start_us: number; end_us: number }[]).map((row) => [
+        row.start_us,
+        row.end_us,
+      ]);
+      this.intervalsLoaded = true;
+    }
+    this.intervalsDirty = true;
+    return super.cover(start, end);
+  }
+
+  /** Samples come from the side tables, so they are read after writing back: only inside the commit. */
+  override openSamples(limit: number): Sample[] {
+    this.flush();
+    return (this.tables.openSpans.all(this.rid, limit) as { span_id: string; first_seq: number }[]).map((row) => ({
+      spanId: row.span_id,
+      seq: row.first_seq,
+    }));
+  }
+
+  override waitSamples(limit: number): Sample[] {
+    this.flush();
+    return (this.tables.waitingSpans.all(this.rid, limit) as { child_id: string; child_seq: number }[]).map((row) => ({
+      spanId: row.child_id,
+      seq: row.child_seq,
+    }));
+  }
+
+  /** Writes what changed back to the side tables (inside the commit's transaction). */
+  flush(): void {
+    const { rid, tables } = this;
+    for (const parentId of this.takenParents) tables.deleteWaits.run(rid, parentId);
+    this.takenParents.clear();
+    for (const [parentId, children] of this.waits)
+      for (const [childId, seq] of children) tables.insertWait.run(rid, parentId, childId, seq);
+    this.waits.clear();
+    for (const id of this.dirtySpans) {
+      const { firstSeq, ...state } = this.spans.get(id) as SpanState;
+      tables.upsertSpan.run(rid, id, firstSeq, state.end === null ? 1 : 0, JSON.stringify(state));
+    }
+    this.dirtySpans.clear();
+    if (this.intervalsDirty) {
+      tables.deleteIntervals.run(rid);
+      for (const [start, end] of this.intervals) tables.insertInterval.run(rid, start, end);
+      this.intervalsDirty = false;
+    }
+  }
+}
+
+type StatementName =
+  | "digestOf"
+  | "runState"
+  | "eventsAfter"
+  | "spanById"
+  | "upsertSpan"
+  | "openSpans"
+  | "waitCount"
+  | "insertWait"
+  | "deleteWaits"
+  | "waitingSpans"
+  | "intervals"
+  | "deleteIntervals"
+  | "insertInterval"
+  | "upsertDigest"
+  | "markFolded"
+  | "dirtyRuns"
+  | "oldDigests"
+  | "deleteSideSpans"
+  | "deleteSideWaits";
+type DigestStatements = Record<StatementName, Database.Statement>;
+
+function prepareStatements(db: Database.Database): Record<StatementName, Database.Statement> {
+  return {
+    digestOf: db.prepare("SELECT schema_version, watermark_seq, body FROM digests WHERE rid = ?"),
+    runState: db.prepare("SELECT status, reason, last_seq FROM runs WHERE rid = ?"),
+    eventsAfter: db.prepare("SELECT seq, late, kind, body FROM events WHERE rid = ? AND seq > ? ORDER BY seq LIMIT ?"),
+    spanById: db.prepare("SELECT first_seq, state FROM digest_spans WHERE rid = ? AND span_id = ?"),
+    upsertSpan: db.prepare(`INSERT INTO digest_spans (rid, span_id, first_seq, open, state) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (rid, span_id) DO UPDATE SET open = excluded.open, state = excluded.state`),
+    openSpans: db.prepare(
+      "SELECT span_id, first_seq FROM digest_spans WHERE rid = ? AND open = 1 ORDER BY first_seq, span_id LIMIT ?",
+    ),
+    waitCount: db.prepare("SELECT count(*) FROM digest_waits WHERE rid = ? AND parent_id = ?").pluck(),
+    insertWait: db.prepare(
+      "INSERT INTO digest_waits (rid, parent_id, child_id, child_seq) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    ),
+    deleteWaits: db.prepare("DELETE FROM digest_waits WHERE rid = ? AND parent_id = ?"),
+    waitingSpans: db.prepare(
+      "SELECT child_id, child_seq FROM digest_waits WHERE rid = ? ORDER BY child_seq, child_id LIMIT ?",
+    ),
+    intervals: db.prepare("SELECT start_us, end_us FROM digest_intervals WHERE rid = ? ORDER BY start_us"),
+    deleteIntervals: db.prepare("DELETE FROM digest_intervals WHERE rid = ?"),
+    insertInterval: db.prepare("INSERT INTO digest_intervals (rid, start_us, end_us) VALUES (?, ?, ?)"),
+    upsertDigest: db.prepare(`INSERT INTO digests
+      (rid, schema_version, watermark_seq, outcome_status, outcome_reason, failed_spans, p95_us, body)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (rid) DO UPDATE SET schema_version = excluded.schema_version, watermark_seq = excluded.watermark_seq,
+        outcome_status = excluded.outcome_status, outcome_reason = excluded.outcome_reason,
+        failed_spans = excluded.failed_spans, p95_us = excluded.p95_us, body = excluded.body`),
+    markFolded: db.prepare("UPDATE runs SET folded_seq = ? WHERE rid = ?"),
+    dirtyRuns: db.prepare("SELECT rid FROM runs WHERE folded_seq < last_seq LIMIT ?").pluck(),
+    oldDigests: db.prepare("SELECT rid FROM digests WHERE schema_version < ? LIMIT ?").pluck(),
+    deleteSideSpans: db.prepare("DELETE FROM digest_spans WHERE rid = ?"),
+    deleteSideWaits: db.prepare("DELETE FROM digest_waits WHERE rid = ?"),
+  };
+}
+
+/**
+ * Keeps every run's digest on one SQLite connection: the incremental fold (read outside the
+ * write lock, committed with a compare-and-set on the watermark), the seal, and the recompute
+ * after a schema change. Only events above the watermark are ever applied.
+ */
+export class SqliteDigests {
+  private readonly tables: DigestStatements;
+
+  constructor(private readonly db: Database.Database) {
+    this.tables = prepareStatements(db);
+  }
+
+  /**
+   * The read phase: folds up to `maxEvents` of the run's unfolded tail in memory. `recent`
+   * are entries the caller just appended (used instead of re-reading them when they continue
+   * the watermark). Returns undefined when the digest is current.
+   */
+  prepare(rid: number, maxEvents: number, recent?: FoldEntry[]): PendingFold | undefined {
+    const row = this.tables.digestOf.get(rid) as DigestRow | undefined;
+    const digest: DigestState = row ? JSON.parse(row.body) : emptyDigest();
+    const fromWatermark = row ? row.watermark_seq : 0;
+    const index = new SqliteFoldIndex(this.tables, rid, !row);
+    let folded = 0;
+    const first = recent?.[0];
+    if (recent && first && first.seq <= fromWatermark + 1) {
+      for (const entry of recent) {
+        if (folded >= maxEvents) break;
+        if (entry.seq > digest.watermarkSeq) {
+          foldEntry(digest, index, entry);
+          folded += 1;
+        }
+      }
+    }
+    while (folded < maxEvents) {
+      const chunk = this.readLog(rid, digest.watermarkSeq, Math.min(CHUNK, maxEvents - folded));
+      for (const entry of chunk) foldEntry(digest, index, entry);
+      folded += chunk.length;
+      if (chunk.length === 0) break;
+    }
+    if (folded === 0 && row) return undefined;
+    return { rid, fromWatermark, fromSchema: row ? row.schema_version : null, digest, index, folded };
+  }
+
+  /**
+   * The write phase: in one IMMEDIATE transaction, checks that the stored watermark is still
+   * the one the fold started from (else nothing is written and it returns false, so the caller
+   * folds again from the new watermark), writes the side state and the digest, and seals when asked.
+   */
+  commit(pending: PendingFold, sealing = false): boolean {
+    return this.db
+      .transaction(() => {
+        const row = this.tables.digestOf.get(pending.rid) as DigestRow | undefined;
+        if ((row?.watermark_seq ?? 0) !== pending.fromWatermark || (row?.schema_version ?? null) !== pending.fromSchema)
+          return false;
+        pending.index.flush();
+        if (sealing) this.sealWith(pending);
+        this.writeDigest(pending.rid, pending.digest);
+        return true;
+      })
+      .immediate();
+  }
+
+  /** Folds the run's tail in steps of `maxEvents` until current; returns how many entries it folded. */
+  foldRun(rid: number, maxEvents = CHUNK, recent?: FoldEntry[]): number {
+    let total = 0;
+    for (;;) {
+      const pending = this.prepare(rid, maxEvents, recent);
+      if (!pending) return total;
+      if (!this.commit(pending)) continue;
+      total += pending.folded;
+      if (pending.folded < maxEvents) return total;
+    }
+  }
+
+  /**
+   * The one seal, for every terminal transition: folds only the unfolded tail, records the
+   * ended run's anomalies, and stamps the outcome from the run's final status, after every
+   * other effect of the transition. Sealing twice is harmless. Returns entries folded.
+   */
+  seal(rid: number, recent?: FoldEntry[]): number {
+    for (;;) {
+      const pending = this.prepare(rid, Number.MAX_SAFE_INTEGER, recent) ?? this.current(rid);
+      if (this.commit(pending, true)) return pending.folded;
+    }
+  }
+
+  /**
+   * Folds some of the runs whose digest is behind their log; returns entries folded. An ended
+   * run is sealed again (late events, or a seal that failed in its transition), so its
+   * anomalies stand as of its latest events.
+   */
+  foldDirty(maxRuns: number, maxEventsPerRun: number): number {
+    let total = 0;
+    for (const rid of this.tables.dirtyRuns.all(maxRuns) as number[]) {
+      const run = this.tables.runState.get(rid) as { status: string };
+      if (isEndStatus(run.status)) total += this.seal(rid);
+      else total += this.foldRun(rid, maxEventsPerRun) || this.markCurrent(rid);
+    }
+    return total;
+  }
+
+  /** Recomputes digests written by an older fold, keeping where they were sealed and their outcome. */
+  recomputeOld(maxRuns: number): number {
+    const rids = this.tables.oldDigests.all(DIGEST_SCHEMA_VERSION, maxRuns) as number[];
+    for (const rid of rids) this.recompute(rid);
+    return rids.length;
+  }
+
+  /** A full recompute of one run from its log (background only; the read path never does this). */
+  recompute(rid: number): void {
+    this.db
+      .transaction(() => {
+        const row = this.tables.digestOf.get(rid) as DigestRow | undefined;
+        const old: DigestState | undefined = row ? JSON.parse(row.body) : undefined;
+        this.tables.deleteSideSpans.run(rid);
+        this.tables.deleteSideWaits.run(rid);
+        this.tables.deleteIntervals.run(rid);
+        const digest = emptyDigest();
+        const index = new SqliteFoldIndex(this.tables, rid, true);
+        const seal =
+          old?.outcome && old.sealSeq !== null ? { atSeq: old.sealSeq, outcome: old.outcome } : undefined;
+        foldAll(digest, index, this.allEntries(rid), seal);
+        index.flush();
+        this.writeDigest(rid, digest);
+      })
+      .immediate();
+  }
+
+  private *allEntries(rid: number): Generator<FoldEntry> {
+    let after = 0;
+    for (;;) {
+      const chunk = this.readLog(rid, after, CHUNK);
+      yield* chunk;
+      if (chunk.length < CHUNK) return;
+      after = (chunk.at(-1) as FoldEntry).seq;
+    }
+  }
+
+  /** A digest with nothing to fold, to seal as it stands. */
+  private current(rid: number): PendingFold {
+    const row = this.tables.digestOf.get(rid) as DigestRow;
+    return {
+      rid,
+      fromWatermark: row.watermark_seq,
+      fromSchema: row.schema_version,
+      digest: JSON.parse(row.body),
+      index: new SqliteFoldIndex(this.tables, rid, false),
+      folded: 0,
+    };
+  }
+
+  private sealWith(pending: PendingFold): void {
+    const run = this.tables.runState.get(pending.rid) as { status: string; reason: string | null } | undefined;
+    if (!run || !isEndStatus(run.status)) return;
+    const outcome: Outcome = { status: run.status, reason: run.reason };
+    sealDigest(pending.digest, pending.index, outcome);
+  }
+
+  /** A dirty run whose log holds nothing above the watermark (its digest was written by a seal). */
+  private markCurrent(rid: number): number {
+    const row = this.tables.digestOf.get(rid) as DigestRow | undefined;
+    if (row) this.tables.markFolded.run(row.watermark_seq, rid);
+    return 0;
+  }
+
+  private writeDigest(rid: number, digest: DigestState): void {
+    this.tables.upsertDigest.run(
+      rid,
+      digest.schemaVersion,
+      digest.watermarkSeq,
+      digest.outcome?.status ?? null,
+      digest.outcome?.reason ?? null,
+      digest.failedSpans,
+      quantileOf(digest.latency, 0.95),
+      JSON.stringify(digest),
+    );
+    this.tables.markFolded.run(digest.watermarkSeq, rid);
+  }
+
+  private readLog(rid: number, afterSeq: number, limit: number): FoldEntry[] {
+    return (this.tables.eventsAfter.all(rid, afterSeq, limit) as EventRow[]).map(logEntry);
+  }
+}
+
+const EVENT_KINDS = new Set(["run_start", "run_tag", "run_end", "span_start", "span_tag", "span_log", "span_end", "span"]);
+
+/** A stored log row as a fold entry; a body that cannot be read folds as malformed. */
+function logEntry(row: EventRow): FoldEntry {
+  let event: RunEvent | null = null;
+  if (EVENT_KINDS.has(row.kind)) {
+    try {
+      event = { ...JSON.parse(row.body), kind: row.kind, runId: "" } as RunEvent;
+    } catch {
+      event = null;
+    }
+  }
+  return { seq: row.seq, late: row.late === 1, event };
+}
