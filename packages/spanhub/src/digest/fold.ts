@@ -158,7 +158,13 @@ interface EndFields {
 }
 
 /** A span's first end counts; a repeated end is a duplicate and changes nothing. */
-function endSpan(digest: DigestState, index: FoldIndex, span: SpanState, end: EndFields & { spanId: string }, seq: number): void {
+function endSpan(
+  digest: DigestState,
+  index: FoldIndex,
+  span: SpanState,
+  end: EndFields & { spanId: string },
+  seq: number,
+): void {
   if (span.end !== null) return;
   span.end = end.time;
   digest.openSpans -= 1;

@@ -62,8 +62,7 @@ export class MemoryFoldIndex implements FoldIndex {
 
   waitSamples(limit: number): Sample[] {
     const waiting: Sample[] = [];
-    for (const children of this.waits.values())
-      for (const [spanId, seq] of children) waiting.push({ spanId, seq });
+    for (const children of this.waits.values()) for (const [spanId, seq] of children) waiting.push({ spanId, seq });
     return firstSeen(waiting, limit);
   }
 }

@@ -1,5 +1,12 @@
 import type Database from "better-sqlite3";
-import { DIGEST_SCHEMA_VERSION, type DigestState, emptyDigest, type Outcome, type Sample, type SpanState } from "../../digest/digest.js";
+import {
+  DIGEST_SCHEMA_VERSION,
+  type DigestState,
+  emptyDigest,
+  type Outcome,
+  type Sample,
+  type SpanState,
+} from "../../digest/digest.js";
 import { type FoldEntry, foldAll, foldEntry, sealDigest } from "../../digest/fold.js";
 import { quantileOf } from "../../digest/histogram.js";
 import { MemoryFoldIndex } from "../../digest/memoryIndex.js";
@@ -305,8 +312,7 @@ export class SqliteDigests {
         this.tables.deleteIntervals.run(rid);
         const digest = emptyDigest();
         const index = new SqliteFoldIndex(this.tables, rid, true);
-        const seal =
-          old?.outcome && old.sealSeq !== null ? { atSeq: old.sealSeq, outcome: old.outcome } : undefined;
+        const seal = old?.outcome && old.sealSeq !== null ? { atSeq: old.sealSeq, outcome: old.outcome } : undefined;
         foldAll(digest, index, this.allEntries(rid), seal);
         index.flush();
         this.writeDigest(rid, digest);
@@ -370,7 +376,16 @@ export class SqliteDigests {
   }
 }
 
-const EVENT_KINDS = new Set(["run_start", "run_tag", "run_end", "span_start", "span_tag", "span_log", "span_end", "span"]);
+const EVENT_KINDS = new Set([
+  "run_start",
+  "run_tag",
+  "run_end",
+  "span_start",
+  "span_tag",
+  "span_log",
+  "span_end",
+  "span",
+]);
 
 /** A stored log row as a fold entry; a body that cannot be read folds as malformed. */
 function logEntry(row: EventRow): FoldEntry {

@@ -77,7 +77,8 @@ export class SqliteStore implements Store {
       this.writer = new WriterThread(
         this.dbPath,
         this.config.durability ?? "full",
-        this.config.onBackgroundError ?? ((error) => process.stderr.write(`spanhub: digest fold failed: ${error.message}\n`)),
+        this.config.onBackgroundError ??
+          ((error) => process.stderr.write(`spanhub: digest fold failed: ${error.message}\n`)),
       );
     return this.writer;
   }

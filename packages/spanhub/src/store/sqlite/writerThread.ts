@@ -30,11 +30,7 @@ export class WriterThread {
   private exited: Promise<void>;
   dead = false;
 
-  constructor(
-    dbPath: string,
-    durability: "full" | "normal",
-    onBackgroundError: (error: Error) => void,
-  ) {
+  constructor(dbPath: string, durability: "full" | "normal", onBackgroundError: (error: Error) => void) {
     this.worker = new Worker(new URL("./writerMain.js", import.meta.url), { workerData: { dbPath, durability } });
     this.checkpointer = new Worker(new URL("./checkpointMain.js", import.meta.url), {
       workerData: { dbPath, durability, everyMs: CHECKPOINT_EVERY_MS },
