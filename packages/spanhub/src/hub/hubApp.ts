@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
+import { digestView } from "../digest/digestView.js";
 import type { EventWriter } from "../ingest/eventWriter.js";
 import { type EndStatus, isEndStatus, RUN_STATUSES, type RunEvent, type RunStatus } from "../model/event.js";
 import { formatMicros, type Micros, nowMicros, parseUserTime } from "../model/time.js";
@@ -11,7 +12,6 @@ import { CursorError } from "../store/cursor.js";
 import type { RunQuery } from "../store/records.js";
 import type { Store } from "../store/store.js";
 import { ApiError, badRequest, conflict, notFound } from "./apiError.js";
-import { digestView } from "../digest/digestView.js";
 import { runView, spanView } from "./views.js";
 
 export interface HubOptions {

@@ -1,6 +1,6 @@
+import type { DigestState, Outcome } from "../digest/digest.js";
 import type { EndStatus, RunStatus, SpanError, SpanLog, SpanStatus, Tags } from "../model/event.js";
 import type { Micros } from "../model/time.js";
-import type { DigestState, Outcome } from "../digest/digest.js";
 
 /** A run as the store keeps it: the read model over its event log. */
 export interface RunRecord {

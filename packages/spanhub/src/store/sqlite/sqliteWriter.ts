@@ -1,10 +1,9 @@
 import type Database from "better-sqlite3";
+import type { FoldEntry } from "../../digest/fold.js";
 import type { AppEvent, RunEvent, Submission, SubmitResult } from "../../model/event.js";
 import { type Micros, nowMicros } from "../../model/time.js";
-import type { FoldEntry } from "../../digest/fold.js";
 import { applyRunEvent, applySpanEvent, isLate, newRun, newSpan } from "../apply.js";
 import type { RunRecord } from "../records.js";
-import type { SqliteDigests } from "./sqliteDigests.js";
 import {
   type AppRow,
   appRecord,
@@ -16,6 +15,7 @@ import {
   type SpanRow,
   spanRecord,
 } from "./rows.js";
+import type { SqliteDigests } from "./sqliteDigests.js";
 
 /** A run loaded into a write transaction, saved once at its end. */
 interface OpenRun {
