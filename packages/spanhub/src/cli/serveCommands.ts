@@ -98,12 +98,17 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
   };
 }
 
-/** SPANHUB_TEST_KILL_BEFORE_COMMIT=N kills the process before its Nth group commit (tests only). */
-export function testHooks(): Pick<SpanhubOptions, "beforeCommit"> {
+/**
+ * Tests only: SPANHUB_TEST_KILL_BEFORE_COMMIT=N kills the process before its Nth group commit;
+ * SPANHUB_TEST_NO_BACKGROUND_FOLD=1 leaves digests to seals and reads.
+ */
+export function testHooks(): Pick<SpanhubOptions, "beforeCommit" | "backgroundFold"> {
+  const fold = process.env.SPANHUB_TEST_NO_BACKGROUND_FOLD === "1" ? { backgroundFold: false } : {};
   const killAt = Number(process.env.SPANHUB_TEST_KILL_BEFORE_COMMIT ?? 0);
-  if (!killAt) return {};
+  if (!killAt) return fold;
   let commits = 0;
   return {
+    ...fold,
     beforeCommit: () => {
       commits += 1;
       if (commits >= killAt) process.kill(process.pid, "SIGKILL");

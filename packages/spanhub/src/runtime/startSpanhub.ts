@@ -28,6 +28,8 @@ export interface SpanhubOptions {
   durability?: "full" | "normal";
   /** Test hook: called before every group commit. */
   beforeCommit?: () => void;
+  /** Test hook: false leaves digests to seals and reads alone. */
+  backgroundFold?: boolean;
 }
 
 export interface RunningSpanhub {
@@ -73,6 +75,7 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
     const store = createStore({
       dataDir: options.dataDir,
       ...(options.durability ? { durability: options.durability } : {}),
+      ...(options.backgroundFold === false ? { backgroundFold: false } : {}),
       onBackgroundError: (error) => logger.error({ err: error }, "digest fold failed; it is retried"),
     });
     closers.push(() => store.close());

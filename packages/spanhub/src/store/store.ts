@@ -48,6 +48,8 @@ export interface StoreConfig {
   dataDir: string;
   /** `full` (default): an acknowledged commit survives power loss. `normal` survives process crashes only. */
   durability?: "full" | "normal";
+  /** Fold digests in the background (default true); seals and reads fold regardless. */
+  backgroundFold?: boolean;
   /** Failures of background work (the digest fold); they never fail a write. Default: stderr. */
   onBackgroundError?: (error: Error) => void;
 }

@@ -8,7 +8,11 @@ import type { WriterMessage, WriterRequest } from "./writerThread.js";
  * The SQLite writer thread: owns the write connection, commits what the main thread sends,
  * and between commits folds the digests of runs whose log moved on.
  */
-const { dbPath, durability } = workerData as { dbPath: string; durability: "full" | "normal" };
+const { dbPath, durability, backgroundFold } = workerData as {
+  dbPath: string;
+  durability: "full" | "normal";
+  backgroundFold: boolean;
+};
 /** Background fold: a short pause gathers events, and a slice stays small so appends wait little. */
 const FOLD_DELAY_MS = 50;
 const FOLD_RUNS_PER_SLICE = 32;
@@ -27,7 +31,7 @@ const writer = new SqliteWriter(db, digests, reportFoldError);
 
 let foldTimer: NodeJS.Timeout | undefined;
 function scheduleFold(delayMs = FOLD_DELAY_MS): void {
-  foldTimer ??= setTimeout(foldSlice, delayMs);
+  if (backgroundFold) foldTimer ??= setTimeout(foldSlice, delayMs);
 }
 
 /** Ingest never waits on a fold: a slice runs between appends, and its failure is only reported. */

@@ -30,8 +30,15 @@ export class WriterThread {
   private exited: Promise<void>;
   dead = false;
 
-  constructor(dbPath: string, durability: "full" | "normal", onBackgroundError: (error: Error) => void) {
-    this.worker = new Worker(new URL("./writerMain.js", import.meta.url), { workerData: { dbPath, durability } });
+  constructor(
+    dbPath: string,
+    durability: "full" | "normal",
+    backgroundFold: boolean,
+    onBackgroundError: (error: Error) => void,
+  ) {
+    this.worker = new Worker(new URL("./writerMain.js", import.meta.url), {
+      workerData: { dbPath, durability, backgroundFold },
+    });
     this.checkpointer = new Worker(new URL("./checkpointMain.js", import.meta.url), {
       workerData: { dbPath, durability, everyMs: CHECKPOINT_EVERY_MS },
     });

@@ -1,0 +1,229 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { type DigestState, emptyDigest } from "../src/digest/digest.js";
+import { digestView } from "../src/digest/digestView.js";
+import { type FoldEntry, foldAll, foldEntry } from "../src/digest/fold.js";
+import { BOUNDS_US, bucketOf, OVERFLOW_BUCKET, quantileOf } from "../src/digest/histogram.js";
+import { MemoryFoldIndex } from "../src/digest/memoryIndex.js";
+import { openDatabase } from "../src/store/sqlite/openDatabase.js";
+import { SqliteDigests } from "../src/store/sqlite/sqliteDigests.js";
+import { SqliteStore } from "../src/store/sqlite/sqliteStore.js";
+import { makeTempDir, removeDir, runEnd, runStart, span, spanEnd, spanStart, T0 } from "./helpers.js";
+import { FrameClient, getJson, scoutBatch, startCli, tempHome, waitFor, writeAndClose } from "./processHelpers.js";
+
+const FIXTURES = new URL("../../test/fixtures/digest/", import.meta.url);
+
+function vectorEntries(): FoldEntry[] {
+  return readFileSync(new URL("vector.jsonl", FIXTURES), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line))
+    .map((entry) => ({ ...entry, event: entry.event && { ...entry.event, runId: "vector" } }));
+}
+
+describe("digest: the canonical vector", () => {
+  it("folds the checked-in events into the checked-in digest", () => {
+    const digest = emptyDigest();
+    const index = new MemoryFoldIndex();
+    foldAll(digest, index, vectorEntries(), { atSeq: 23, outcome: { status: "crashed", reason: "oom" } });
+    const expected = JSON.parse(readFileSync(new URL("vector.expected.json", FIXTURES), "utf8"));
+    assert.deepEqual(JSON.parse(JSON.stringify(digestView(digest))), expected);
+  });
+
+  it("skips entries at or below the watermark, so folding a batch twice changes nothing", () => {
+    const once = emptyDigest();
+    const twice = emptyDigest();
+    const [onceIndex, twiceIndex] = [new MemoryFoldIndex(), new MemoryFoldIndex()];
+    for (const entry of vectorEntries()) foldEntry(once, onceIndex, entry);
+    for (const entry of [...vectorEntries(), ...vectorEntries()]) foldEntry(twice, twiceIndex, entry);
+    assert.deepEqual(twice, once);
+  });
+});
+
+describe("digest: latency buckets", () => {
+  it("spans 10 µs to one hour on a log scale, with an underflow and an overflow bucket", () => {
+    assert.equal(BOUNDS_US[0], 10);
+    assert.equal(BOUNDS_US.at(-1), 3_600_000_000);
+    assert.equal(bucketOf(0), 0);
+    assert.equal(bucketOf(9), 0);
+    assert.equal(bucketOf(10), 1);
+    assert.equal(bucketOf(3_600_000_000), OVERFLOW_BUCKET);
+    for (const [index, bound] of BOUNDS_US.entries()) {
+      assert.equal(bucketOf(bound), index + 1, `a duration equal to bound ${bound} opens the next bucket`);
+      assert.equal(bucketOf(bound - 0.5), index, `just under bound ${bound}`);
+    }
+  });
+
+  it("reads quantiles inside the right bucket", () => {
+    const counts: Record<string, number> = {};
+    for (let ms = 1; ms <= 100; ms++) {
+      const bucket = bucketOf(ms * 1000);
+      counts[bucket] = (counts[bucket] ?? 0) + 1;
+    }
+    const p95 = quantileOf(counts, 0.95) as number;
+    assert.ok(p95 > 89_000 && p95 < 101_000, `p95 of 1..100 ms near 95 ms, got ${p95}`);
+    assert.equal(quantileOf({}, 0.5), null);
+  });
+});
+
+/** The digest row as stored, read straight from the file: no API read can have folded anything. */
+function storedDigest(dataDir: string, runId: string) {
+  const db = new Database(join(dataDir, "spanhub.db"), { readonly: true });
+  try {
+    return db
+      .prepare(`SELECT r.last_seq, r.status, d.watermark_seq, d.outcome_status, d.outcome_reason, d.body
+        FROM runs r LEFT JOIN digests d ON d.rid = r.rid WHERE r.id = ?`)
+      .get(runId) as {
+      last_seq: number;
+      status: string;
+      watermark_seq: number | null;
+      outcome_status: string | null;
+      outcome_reason: string | null;
+      body: string | null;
+    };
+  } finally {
+    db.close();
+  }
+}
+
+function assertSealed(dataDir: string, runId: string, status: string, reason: string | null = null): DigestState {
+  const row = storedDigest(dataDir, runId);
+  assert.equal(row.status, status, `${runId}: run status`);
+  assert.equal(row.watermark_seq, row.last_seq, `${runId}: the seal folded the whole log`);
+  assert.equal(row.outcome_status, status, `${runId}: outcome stamped from the final status`);
+  assert.equal(row.outcome_reason, reason, `${runId}: outcome reason`);
+  return JSON.parse(row.body as string);
+}
+
+describe("digest: every terminal path seals", () => {
+  const home = tempHome();
+  let hub: Awaited<ReturnType<typeof startCli>>;
+  // No background folding: whatever is sealed was sealed by the transition itself.
+  before(async () => {
+    hub = await startCli(
+      ["up", "--data", home.data, "--socket", home.socket, "--port", "0", "--abandon-after", "400ms"],
+      { SPANHUB_TEST_NO_BACKGROUND_FOLD: "1" },
+    );
+  });
+  after(async () => {
+    await hub.stop();
+    home.cleanup();
+  });
+
+  it("Scout FinishRequest", async () => {
+    const client = await FrameClient.open(home.socket);
+    await client.send(scoutBatch("scout-1", 10));
+    client.close();
+    const digest = assertSealed(home.data, "scout-1", "ok");
+    assert.equal(digest.spanCount, 10);
+    assert.equal(digest.openSpans, 0);
+  });
+
+  it("JSON-lines run_end, with failed and crashed statuses", async () => {
+    const lines = [
+      { type: "run_start", run_id: "jl-1", name: "job", ts_ms: 1795423645000 },
+      { type: "span_start", run_id: "jl-1", span_id: "s1", name: "load", ts_ms: 1795423645001 },
+      { type: "span_end", run_id: "jl-1", span_id: "s1", ts_ms: 1795423645009, status: "failed", error: "boom" },
+      { type: "run_end", run_id: "jl-1", ts_ms: 1795423645010 },
+      { type: "run_start", run_id: "jl-2", ts_ms: 1795423645000 },
+      { type: "run_end", run_id: "jl-2", ts_ms: 1795423645010, status: "crashed", reason: "SIGSEGV" },
+    ];
+    await writeAndClose(home.socket, `${lines.map((line) => JSON.stringify(line)).join("\n")}\n`);
+    await waitFor(async () => (storedDigest(home.data, "jl-2")?.status === "crashed" ? true : undefined), "jl-2 ended");
+    const failed = assertSealed(home.data, "jl-1", "failed");
+    assert.equal(failed.failedSpans, 1);
+    assert.deepEqual(Object.keys(failed.errors), ["span_failed:load"]);
+    assertSealed(home.data, "jl-2", "crashed", "SIGSEGV");
+  });
+
+  for (const status of ["crashed", "failed", "stopped", "cancelled", "timed_out", "ok"]) {
+    it(`PATCH status=${status}`, async () => {
+      const runId = `patch-${status}`;
+      const client = await FrameClient.open(home.socket);
+      await client.send({ StartRequest: { request_id: runId } });
+      await client.send({ StartSpan: { request_id: runId, span_id: "open", operation: "Job/work" } });
+      client.close();
+      const response = await getJson(`${hub.url}/api/v1/runs/${runId}`, {
+        method: "PATCH",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ status, reason: "reconciler" }),
+      });
+      assert.equal(response.status, 200);
+      const digest = assertSealed(home.data, runId, status, "reconciler");
+      assert.equal(digest.anomalies.unfinished_span?.count, 1, "the open span is recorded at seal");
+    });
+  }
+
+  it("an abandoned run, and the real end that replaces it", async () => {
+    const client = await FrameClient.open(home.socket);
+    await client.send({ StartRequest: { request_id: "quiet" } });
+    await waitFor(async () => (storedDigest(home.data, "quiet").status === "crashed" ? true : undefined), "abandon");
+    assertSealed(home.data, "quiet", "crashed", "abandoned");
+    await client.send({ FinishRequest: { request_id: "quiet" } });
+    client.close();
+    assertSealed(home.data, "quiet", "ok");
+  });
+});
+
+describe("digest: store reads and refolds", () => {
+  let dir: string;
+  before(() => {
+    dir = makeTempDir();
+  });
+  after(() => removeDir(dir));
+
+  it("catches a lagging digest up on read and says how much it folded; a sealed crash keeps its outcome on refold", async () => {
+    const store = new SqliteStore({ dataDir: dir, backgroundFold: false });
+    try {
+      await store.append([
+        {
+          events: [runStart("long", T0), spanStart("long", "a", null, T0 + 1), span("long", "b", "a", T0 + 2, T0 + 5)],
+        },
+      ]);
+      await store.append([{ events: [spanEnd("long", "a", T0 + 9)] }]);
+      const read = await store.getDigest("long");
+      assert.equal(read?.caughtUp, 4, "the folder never ran: the read folded the tail");
+      assert.equal(read?.digest.spanCount, 2);
+      assert.equal((await store.getDigest("long"))?.caughtUp, 0, "a current digest is read as it is");
+
+      await store.append([{ events: [runEnd("long", T0 + 10, { status: "crashed", reason: "oom" })] }]);
+      const sealed = (await store.getDigest("long"))?.digest;
+      assert.deepEqual(sealed?.outcome, { status: "crashed", reason: "oom" });
+      assert.equal(sealed?.watermarkSeq, 5);
+    } finally {
+      await store.close();
+    }
+    // An upgrade that changes the fold: old digests are recomputed in the background, outcomes kept.
+    const db = openDatabase(join(dir, "spanhub.db"), "normal");
+    try {
+      db.prepare("UPDATE digests SET schema_version = 0, body = json_set(body, '$.spanCount', 99)").run();
+      const digests = new SqliteDigests(db);
+      assert.equal(digests.recomputeOld(10), 1);
+      const body: DigestState = JSON.parse(db.prepare("SELECT body FROM digests").pluck().get() as string);
+      assert.equal(body.spanCount, 2);
+      assert.deepEqual(body.outcome, { status: "crashed", reason: "oom" });
+      assert.equal(body.sealSeq, 5);
+      assert.equal(digests.recomputeOld(10), 0);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("folds events that arrive after the seal as late events", async () => {
+    const store = new SqliteStore({ dataDir: join(dir, "late"), backgroundFold: false });
+    try {
+      await store.append([{ events: [runStart("r", T0), spanStart("r", "a", null, T0 + 1), runEnd("r", T0 + 5)] }]);
+      await store.append([{ events: [spanEnd("r", "a", T0 + 7)] }]);
+      const read = await store.getDigest("r");
+      assert.equal(read?.caughtUp, 1);
+      assert.equal(read?.digest.anomalies.late_event?.count, 1);
+      assert.equal(read?.digest.anomalies.unfinished_span?.count, 1, "open when the run ended");
+      assert.equal(read?.digest.openSpans, 0);
+    } finally {
+      await store.close();
+    }
+  });
+});
