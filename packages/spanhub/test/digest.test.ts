@@ -12,7 +12,16 @@ import { openDatabase } from "../src/store/sqlite/openDatabase.js";
 import { SqliteDigests } from "../src/store/sqlite/sqliteDigests.js";
 import { SqliteStore } from "../src/store/sqlite/sqliteStore.js";
 import { makeTempDir, removeDir, runEnd, runStart, span, spanEnd, spanStart, T0 } from "./helpers.js";
-import { FrameClient, getJson, scoutBatch, startCli, tempHome, waitFor, writeAndClose } from "./processHelpers.js";
+import {
+  FrameClient,
+  getJson,
+  runCli,
+  scoutBatch,
+  startCli,
+  tempHome,
+  waitFor,
+  writeAndClose,
+} from "./processHelpers.js";
 
 const FIXTURES = new URL("../../test/fixtures/digest/", import.meta.url);
 
@@ -120,6 +129,12 @@ describe("digest: every terminal path seals", () => {
     const digest = assertSealed(home.data, "scout-1", "ok");
     assert.equal(digest.spanCount, 10);
     assert.equal(digest.openSpans, 0);
+    const shown = await runCli(["show", "scout-1", "--data", home.data]);
+    assert.match(shown.stdout, /^digest {2}outcome ok {2}events \d+ {2}spans 10 \(open 0, failed 0\)/);
+    assert.match(shown.stdout, /operations: .*Controller\/users ×1/);
+    const { body } = await getJson(`${hub.url}/api/v1/runs/scout-1`);
+    assert.deepEqual(body.outcome, { status: "ok", reason: null });
+    assert.equal(typeof body.p95Ms, "number");
   });
 
   it("JSON-lines run_end, with failed and crashed statuses", async () => {

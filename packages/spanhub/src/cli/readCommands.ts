@@ -1,12 +1,13 @@
 import { resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import { digestView } from "../digest/digestView.js";
 import { runView, spanView } from "../hub/views.js";
 import type { RunStatus } from "../model/event.js";
 import { RUN_STATUSES } from "../model/event.js";
 import { formatMicros } from "../model/time.js";
 import { createStore } from "../store/createStore.js";
 import { dataOption } from "./options.js";
-import { formatRunTree } from "./printTree.js";
+import { formatDigest, formatRunTree } from "./printTree.js";
 
 export function runsCommand(): Command {
   return new Command("runs")
@@ -40,9 +41,10 @@ export function runsCommand(): Command {
             formatMicros(run.startTime).slice(0, 23),
             run.endTime === null ? "-" : `${((run.endTime - run.startTime) / 1000).toFixed(1)}ms`,
             String(run.spanCount),
-            String(run.errorCount),
+            String(run.digest?.failedSpans ?? run.errorCount),
+            run.digest?.p95Us == null ? "-" : `${(run.digest.p95Us / 1000).toFixed(1)}ms`,
           ]);
-          process.stdout.write(table(["ID", "NAME", "STATUS", "START", "DURATION", "SPANS", "ERRORS"], rows));
+          process.stdout.write(table(["ID", "NAME", "STATUS", "START", "DURATION", "SPANS", "ERRORS", "P95"], rows));
         } finally {
           await store.close();
         }
@@ -61,10 +63,13 @@ export function showCommand(): Command {
       try {
         const run = await store.getRun(runId);
         if (!run) throw new Error(`no run "${runId}" in ${flags.data}`);
-        const spans = await store.listSpans(runId);
+        const [spans, read] = await Promise.all([store.listSpans(runId), store.getDigest(runId)]);
+        const digest = read ? digestView(read.digest) : null;
         if (flags.json)
-          process.stdout.write(`${JSON.stringify({ run: runView(run), spans: spans.map(spanView) }, null, 2)}\n`);
-        else process.stdout.write(`${formatRunTree(run, spans)}\n`);
+          process.stdout.write(
+            `${JSON.stringify({ run: runView(run), digest, spans: spans.map(spanView) }, null, 2)}\n`,
+          );
+        else process.stdout.write(`${digest ? formatDigest(digest) : ""}${formatRunTree(run, spans)}\n`);
       } finally {
         await store.close();
       }

@@ -4,6 +4,8 @@ import { BOUNDS_US, denseCounts, quantileOf, type SparseCounts } from "./histogr
 
 const BOUNDS_MS = BOUNDS_US.map((bound) => bound / 1000);
 
+export type DigestView = ReturnType<typeof digestView>;
+
 /** The digest as the API shows it: times in RFC 3339, durations in ms, lists sorted by weight. */
 export function digestView(digest: DigestState) {
   const models = Object.entries(digest.models)
