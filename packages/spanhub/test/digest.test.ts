@@ -112,10 +112,19 @@ describe("digest: every terminal path seals", () => {
   let hub: Awaited<ReturnType<typeof startCli>>;
   // No background folding: whatever is sealed was sealed by the transition itself.
   before(async () => {
-    hub = await startCli(
-      ["up", "--data", home.data, "--socket", home.socket, "--port", "0", "--abandon-after", "400ms"],
-      { SPANHUB_TEST_NO_BACKGROUND_FOLD: "1" },
-    );
+    hub = await startCli([
+      "up",
+      "--data",
+      home.data,
+      "--socket",
+      home.socket,
+      "--port",
+      "0",
+      "--abandon-after",
+      "400ms",
+      "--fold",
+      "seal-only",
+    ]);
   });
   after(async () => {
     await hub.stop();
@@ -191,7 +200,7 @@ describe("digest: store reads and refolds", () => {
   after(() => removeDir(dir));
 
   it("catches a lagging digest up on read and says how much it folded; a sealed crash keeps its outcome on refold", async () => {
-    const store = new SqliteStore({ dataDir: dir, backgroundFold: false });
+    const store = new SqliteStore({ dataDir: dir, fold: "seal-only" });
     try {
       await store.append([
         {
@@ -228,7 +237,7 @@ describe("digest: store reads and refolds", () => {
   });
 
   it("folds events that arrive after the seal as late events", async () => {
-    const store = new SqliteStore({ dataDir: join(dir, "late"), backgroundFold: false });
+    const store = new SqliteStore({ dataDir: join(dir, "late"), fold: "seal-only" });
     try {
       await store.append([{ events: [runStart("r", T0), spanStart("r", "a", null, T0 + 1), runEnd("r", T0 + 5)] }]);
       await store.append([{ events: [spanEnd("r", "a", T0 + 7)] }]);

@@ -7,11 +7,13 @@ import { requestFrame } from "../agent/agentClient.js";
 import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
 import { AgentRunningError, startSpanhub } from "../runtime/startSpanhub.js";
+import type { FoldMode } from "../store/store.js";
 import {
   abandonOption,
   createLogger,
   dataOption,
   durabilityOption,
+  foldOption,
   maxFrameOption,
   parseDuration,
   socketOption,
@@ -30,6 +32,7 @@ interface AgentFlags {
   maxFrame: number;
   abandonAfter: number;
   durability: "full" | "normal";
+  fold: FoldMode;
 }
 
 export function agentCommand(): Command {
@@ -43,6 +46,7 @@ export function agentCommand(): Command {
     .addOption(maxFrameOption())
     .addOption(abandonOption())
     .addOption(durabilityOption())
+    .addOption(foldOption())
     // Options after `status`/`stop` belong to them, not to `agent`.
     .enablePositionalOptions()
     .action(async (flags: AgentFlags) => {
@@ -56,6 +60,7 @@ export function agentCommand(): Command {
           maxFrame: flags.maxFrame,
           abandonAfterMs: flags.abandonAfter,
           durability: flags.durability,
+          fold: flags.fold,
           ...(flags.tcp ? { tcp: flags.tcp } : {}),
           ...(httpHost !== undefined ? { opsHttp: { host: httpHost, port: httpPort as number } } : {}),
           ...testHooks(),
@@ -142,6 +147,8 @@ async function daemonize(flags: AgentFlags): Promise<void> {
     `${flags.abandonAfter}ms`,
     "--durability",
     flags.durability,
+    "--fold",
+    flags.fold,
     ...(flags.tcp ? ["--tcp", flags.tcp] : []),
     ...(flags.http ? ["--http", flags.http] : []),
   ];

@@ -29,6 +29,14 @@ export const durabilityOption = () =>
     .choices(["full", "normal"])
     .default("full");
 
+export const foldOption = () =>
+  new Option(
+    "--fold <mode>",
+    "digest work here: all (seal at run ends, fold in the background), seal-only, or off (another process folds)",
+  )
+    .choices(["all", "seal-only", "off"])
+    .default("all");
+
 const MAX_FRAME_LIMIT = 128 * 1024 * 1024;
 
 export function parsePort(text: string): number {

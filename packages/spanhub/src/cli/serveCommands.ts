@@ -3,11 +3,13 @@ import { Command } from "commander";
 import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
 import { AgentRunningError, type RunningSpanhub, type SpanhubOptions, startSpanhub } from "../runtime/startSpanhub.js";
+import type { FoldMode } from "../store/store.js";
 import {
   abandonOption,
   createLogger,
   dataOption,
   durabilityOption,
+  foldOption,
   hostOption,
   isLoopback,
   maxFrameOption,
@@ -26,6 +28,7 @@ interface ServeFlags {
   maxFrame: number;
   abandonAfter: number;
   durability: "full" | "normal";
+  fold: FoldMode;
 }
 
 export function upCommand(): Command {
@@ -59,7 +62,8 @@ function withHubOptions(command: Command): Command {
     .addOption(tokenOption())
     .addOption(maxFrameOption())
     .addOption(abandonOption())
-    .addOption(durabilityOption());
+    .addOption(durabilityOption())
+    .addOption(foldOption());
 }
 
 async function startUp(flags: ServeFlags, dataGiven: boolean): Promise<RunningSpanhub> {
@@ -90,6 +94,7 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
     maxFrame: flags.maxFrame,
     abandonAfterMs: flags.abandonAfter,
     durability: flags.durability,
+    fold: flags.fold,
     ...(parts.agent ? { socket: resolve(flags.socket), ...(flags.tcp ? { tcp: flags.tcp } : {}) } : {}),
     ...(parts.hub
       ? { hub: { host: flags.host, port: flags.port, ...(flags.token ? { token: flags.token } : {}) } }
@@ -98,17 +103,12 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
   };
 }
 
-/**
- * Tests only: SPANHUB_TEST_KILL_BEFORE_COMMIT=N kills the process before its Nth group commit;
- * SPANHUB_TEST_NO_BACKGROUND_FOLD=1 leaves digests to seals and reads.
- */
-export function testHooks(): Pick<SpanhubOptions, "beforeCommit" | "backgroundFold"> {
-  const fold = process.env.SPANHUB_TEST_NO_BACKGROUND_FOLD === "1" ? { backgroundFold: false } : {};
+/** SPANHUB_TEST_KILL_BEFORE_COMMIT=N kills the process before its Nth group commit (tests only). */
+export function testHooks(): Pick<SpanhubOptions, "beforeCommit"> {
   const killAt = Number(process.env.SPANHUB_TEST_KILL_BEFORE_COMMIT ?? 0);
-  if (!killAt) return fold;
+  if (!killAt) return {};
   let commits = 0;
   return {
-    ...fold,
     beforeCommit: () => {
       commits += 1;
       if (commits >= killAt) process.kill(process.pid, "SIGKILL");

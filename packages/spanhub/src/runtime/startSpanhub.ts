@@ -10,7 +10,7 @@ import { AbandonSweeper } from "../ingest/abandonSweeper.js";
 import { EventWriter } from "../ingest/eventWriter.js";
 import { Metrics } from "../observability/metrics.js";
 import { createStore } from "../store/createStore.js";
-import type { Store } from "../store/store.js";
+import type { FoldMode, Store } from "../store/store.js";
 
 export interface SpanhubOptions {
   dataDir: string;
@@ -28,8 +28,8 @@ export interface SpanhubOptions {
   durability?: "full" | "normal";
   /** Test hook: called before every group commit. */
   beforeCommit?: () => void;
-  /** Test hook: false leaves digests to seals and reads alone. */
-  backgroundFold?: boolean;
+  /** Which digest work this process does (default all). */
+  fold?: FoldMode;
 }
 
 export interface RunningSpanhub {
@@ -75,7 +75,7 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
     const store = createStore({
       dataDir: options.dataDir,
       ...(options.durability ? { durability: options.durability } : {}),
-      ...(options.backgroundFold === false ? { backgroundFold: false } : {}),
+      ...(options.fold ? { fold: options.fold } : {}),
       onBackgroundError: (error) => logger.error({ err: error }, "digest fold failed; it is retried"),
     });
     closers.push(() => store.close());

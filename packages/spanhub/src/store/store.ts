@@ -41,6 +41,8 @@ export interface Store {
   close(): Promise<void>;
 }
 
+export type FoldMode = "all" | "seal-only" | "off";
+
 export interface StoreConfig {
   /** `sqlite` (default). */
   engine?: string;
@@ -48,8 +50,11 @@ export interface StoreConfig {
   dataDir: string;
   /** `full` (default): an acknowledged commit survives power loss. `normal` survives process crashes only. */
   durability?: "full" | "normal";
-  /** Fold digests in the background (default true); seals and reads fold regardless. */
-  backgroundFold?: boolean;
+  /**
+   * `all` (default): seal at every run end and fold in the background; `seal-only`: no
+   * background folding; `off`: this process keeps no digests (another process's folder does).
+   */
+  fold?: FoldMode;
   /** Failures of background work (the digest fold); they never fail a write. Default: stderr. */
   onBackgroundError?: (error: Error) => void;
 }

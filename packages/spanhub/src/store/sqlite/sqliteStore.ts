@@ -77,7 +77,7 @@ export class SqliteStore implements Store {
       this.writer = new WriterThread(
         this.dbPath,
         this.config.durability ?? "full",
-        this.config.backgroundFold ?? true,
+        this.config.fold ?? "all",
         this.config.onBackgroundError ??
           ((error) => process.stderr.write(`spanhub: digest fold failed: ${error.message}\n`)),
       );

@@ -40,7 +40,8 @@ export class SqliteWriter {
 
   constructor(
     db: Database.Database,
-    private readonly digests: SqliteDigests,
+    /** Absent: this process keeps no digests (`fold: off`). */
+    private readonly digests: SqliteDigests | undefined,
     private readonly onFoldError: (error: Error) => void,
   ) {
     this.statements = {
@@ -127,7 +128,7 @@ export class SqliteWriter {
     // Every terminal transition seals here, in the transaction that ends the run, after its row is saved.
     // A failed seal rolls back alone (a savepoint) and never fails the append: the background folder retries it.
     for (const run of open.values()) {
-      if (!run.ended) continue;
+      if (!run.ended || !this.digests) continue;
       try {
         this.digests.seal(run.rid, run.appended);
       } catch (error) {

@@ -1,4 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
+import type { FoldMode } from "../store.js";
 import { openDatabase } from "./openDatabase.js";
 import { SqliteDigests } from "./sqliteDigests.js";
 import { SqliteWriter } from "./sqliteWriter.js";
@@ -8,10 +9,10 @@ import type { WriterMessage, WriterRequest } from "./writerThread.js";
  * The SQLite writer thread: owns the write connection, commits what the main thread sends,
  * and between commits folds the digests of runs whose log moved on.
  */
-const { dbPath, durability, backgroundFold } = workerData as {
+const { dbPath, durability, fold } = workerData as {
   dbPath: string;
   durability: "full" | "normal";
-  backgroundFold: boolean;
+  fold: FoldMode;
 };
 /** Background fold: a short pause gathers events, and a slice stays small so appends wait little. */
 const FOLD_DELAY_MS = 50;
@@ -27,11 +28,11 @@ if (!port) throw new Error("writerMain runs only as a worker thread");
 const reportFoldError = (error: Error) =>
   port.postMessage({ id: 0, ok: false, message: error.message, background: true } satisfies WriterMessage);
 const digests = new SqliteDigests(db);
-const writer = new SqliteWriter(db, digests, reportFoldError);
+const writer = new SqliteWriter(db, fold === "off" ? undefined : digests, reportFoldError);
 
 let foldTimer: NodeJS.Timeout | undefined;
 function scheduleFold(delayMs = FOLD_DELAY_MS): void {
-  if (backgroundFold) foldTimer ??= setTimeout(foldSlice, delayMs);
+  if (fold === "all") foldTimer ??= setTimeout(foldSlice, delayMs);
 }
 
 /** Ingest never waits on a fold: a slice runs between appends, and its failure is only reported. */

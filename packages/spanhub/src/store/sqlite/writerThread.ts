@@ -1,6 +1,7 @@
 import { Worker } from "node:worker_threads";
 import type { Submission, SubmitResult } from "../../model/event.js";
 import type { Micros } from "../../model/time.js";
+import type { FoldMode } from "../store.js";
 
 export type WriterRequest =
   | { id: number; type: "append"; submissions: Submission[] }
@@ -33,11 +34,11 @@ export class WriterThread {
   constructor(
     dbPath: string,
     durability: "full" | "normal",
-    backgroundFold: boolean,
+    fold: FoldMode,
     onBackgroundError: (error: Error) => void,
   ) {
     this.worker = new Worker(new URL("./writerMain.js", import.meta.url), {
-      workerData: { dbPath, durability, backgroundFold },
+      workerData: { dbPath, durability, fold },
     });
     this.checkpointer = new Worker(new URL("./checkpointMain.js", import.meta.url), {
       workerData: { dbPath, durability, everyMs: CHECKPOINT_EVERY_MS },
