@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { killOnExit, removeOnExit } from "./cleanup.js";
 import type { ClientCommand, ClientMessage, ClientReport } from "./ingestClient.js";
+import { elapsed, positive, progress } from "./progress.js";
 import { type FrameShape, ScoutLoad, SPANS_PER_REQUEST, spanRows, TAGS_PER_SPAN } from "./scoutLoad.js";
 import { type BenchResult, type Cell, formatCount, formatKiB, formatMs, formatPercent, quantile } from "./table.js";
 
@@ -39,13 +40,13 @@ const RAW_REPEATS = 3;
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 60_000;
 
-interface Setting {
+export interface Setting {
   clients: number;
   window: number;
   shape: FrameShape;
 }
 
-interface EndToEnd {
+export interface EndToEnd {
   setting: Setting;
   spansPerSecond: number;
   ackedSpans: number;
@@ -139,7 +140,8 @@ export async function run(): Promise<BenchResult> {
   };
 }
 
-async function endToEnd(setting: Setting): Promise<EndToEnd> {
+/** One end-to-end measurement on a fresh `spanhub up` started with `agentArgs` (after BENCH_AGENT_ARGS). */
+export async function endToEnd(setting: Setting, agentArgs: string[] = []): Promise<EndToEnd> {
   const root = mkdtempSync(join(tmpdir(), "spanhub-bench-"));
   removeOnExit.add(root);
   const data = join(root, "data");
@@ -148,7 +150,7 @@ async function endToEnd(setting: Setting): Promise<EndToEnd> {
   let server: Server | undefined;
   try {
     let phase = performance.now();
-    server = await startServer(data, socket);
+    server = await startServer(data, socket, agentArgs);
     progress(`  agent up in ${elapsed(phase)}`);
     for (let index = 0; index < setting.clients; index++) {
       const client = fork(CLIENT, [socket, String(setting.window), setting.shape], {
@@ -250,10 +252,10 @@ interface Server {
   kill(): Promise<void>;
 }
 
-async function startServer(data: string, socket: string): Promise<Server> {
+async function startServer(data: string, socket: string, agentArgs: string[]): Promise<Server> {
   const profile = CPU_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROFILE_DIR}`] : [];
   if (CPU_PROFILE_DIR) mkdirSync(CPU_PROFILE_DIR, { recursive: true });
-  const args = [...profile, CLI, "up", "--data", data, "--socket", socket, "--port", "0", ...AGENT_ARGS];
+  const args = [...profile, CLI, "up", "--data", data, "--socket", socket, "--port", "0", ...AGENT_ARGS, ...agentArgs];
   const child = spawn(process.execPath, args, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, SPANHUB_LOG_LEVEL: process.env.SPANHUB_LOG_LEVEL ?? "warn" },
@@ -456,27 +458,10 @@ function parseSettings(text: string): Setting[] {
   });
 }
 
-function positive(name: string, fallback: number, zeroAllowed = false): number {
-  const text = process.env[name];
-  if (text === undefined || text === "") return fallback;
-  const value = Number(text);
-  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zeroAllowed))
-    throw new Error(`${name} must be a positive number of seconds, not "${text}"`);
-  return value;
-}
-
 /** A timeout that does not keep the process alive (`unref`) once nothing else does. */
 function sleep(ms: number, unref = false): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
     if (unref) timer.unref();
   });
-}
-
-function elapsed(since: number): string {
-  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
-}
-
-function progress(line: string): void {
-  process.stderr.write(`${line}\n`);
 }

@@ -1,3 +1,4 @@
+import * as digest from "./digest.js";
 import * as ingest from "./ingest.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
@@ -10,6 +11,7 @@ import { type BenchModule, formatTable } from "./table.js";
 const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["ingest", ingest],
   ["sdk", sdk],
+  ["digest", digest],
 ];
 
 const only = process.argv.slice(2);
