@@ -216,8 +216,19 @@ function assertAgrees(engine: Engine, runId: string): void {
   const rid = ridOf(engine, runId);
   if (rid === undefined) return;
   engine.digests.foldRun(rid);
-  const lastSeq = engine.db.prepare("SELECT last_seq FROM runs WHERE rid = ?").pluck().get(rid) as number;
+  const run = engine.db.prepare("SELECT last_seq, status, reason FROM runs WHERE rid = ?").get(rid) as {
+    last_seq: number;
+    status: string;
+    reason: string | null;
+  };
+  const lastSeq = run.last_seq;
   const incremental = storedDigest(engine, rid);
+  // The seal's own record, checked against the run itself, so a lost seal cannot hide in the recompute.
+  if (run.status === "running") assert.equal(incremental.outcome, null);
+  else {
+    assert.deepEqual(incremental.outcome, { status: run.status, reason: run.reason });
+    assert.notEqual(incremental.sealSeq, null);
+  }
   assert.equal(incremental.watermarkSeq, lastSeq, "the digest is current");
   assert.equal(incremental.eventCount, lastSeq, "every event counted exactly once");
   assert.deepEqual(incremental, recompute(engine, rid, incremental));

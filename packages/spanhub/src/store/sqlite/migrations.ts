@@ -100,6 +100,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
         outcome_reason TEXT,
         failed_spans INTEGER NOT NULL,
         p95_us REAL,
+        side_rows INTEGER NOT NULL,
         body TEXT NOT NULL
       );
       CREATE INDEX digests_by_schema ON digests (schema_version);

@@ -15,6 +15,12 @@ import type { Micros } from "../../model/time.js";
 
 /** How many log entries one fold step reads at a time. */
 const CHUNK = 2000;
+/**
+ * A run sealed with at most this many events keeps no side rows: if an event ever arrives late,
+ * its side state is rebuilt from its (small) log. Most runs are requests of a few spans, and
+ * this spares each of them a row per span; big runs keep theirs, so they never replay.
+ */
+const SMALL_RUN_EVENTS = 1000;
 
 interface EventRow {
   seq: number;
@@ -26,6 +32,7 @@ interface EventRow {
 interface DigestRow {
   schema_version: number;
   watermark_seq: number;
+  side_rows: number;
   body: string;
 }
 
@@ -42,7 +49,8 @@ export interface PendingFold {
 
 /**
  * The fold's side state in side tables, read through on demand and written back on commit.
- * A fresh run (no digest yet) can have no side rows, so it never looks any up.
+ * A complete index holds the run's whole side state in memory (a fresh run, or one rebuilt
+ * from its log), so it never looks anything up.
  */
 export class SqliteFoldIndex extends MemoryFoldIndex {
   private readonly looked = new Set<string>();
@@ -54,15 +62,15 @@ export class SqliteFoldIndex extends MemoryFoldIndex {
   constructor(
     private readonly tables: DigestStatements,
     private readonly rid: number,
-    private readonly fresh: boolean,
+    readonly complete: boolean,
   ) {
     super();
-    this.intervalsLoaded = fresh;
+    this.intervalsLoaded = complete;
   }
 
   override span(id: string): SpanState | undefined {
     const held = this.spans.get(id);
-    if (held || this.fresh || this.looked.has(id)) return held;
+    if (held || this.complete || this.looked.has(id)) return held;
     this.looked.add(id);
     const row = this.tables.spanById.get(this.rid, id) as { first_seq: number; state: string } | undefined;
     if (!row) return undefined;
@@ -78,7 +86,7 @@ export class SqliteFoldIndex extends MemoryFoldIndex {
 
   override takeWaits(parentId: string): number {
     let count = super.takeWaits(parentId);
-    if (!this.fresh && !this.takenParents.has(parentId)) {
+    if (!this.complete && !this.takenParents.has(parentId)) {
       this.takenParents.add(parentId);
       count += this.tables.waitCount.get(this.rid, parentId) as number;
     }
@@ -97,8 +105,9 @@ export class SqliteFoldIndex extends MemoryFoldIndex {
     return super.cover(start, end);
   }
 
-  /** Samples come from the side tables, so they are read after writing back: only inside the commit. */
+  /** From memory when complete; else from the side tables after writing back, so only inside the commit. */
   override openSamples(limit: number): Sample[] {
+    if (this.complete) return super.openSamples(limit);
     this.flush();
     return (this.tables.openSpans.all(this.rid, limit) as { span_id: string; first_seq: number }[]).map((row) => ({
       spanId: row.span_id,
@@ -107,6 +116,7 @@ export class SqliteFoldIndex extends MemoryFoldIndex {
   }
 
   override waitSamples(limit: number): Sample[] {
+    if (this.complete) return super.waitSamples(limit);
     this.flush();
     return (this.tables.waitingSpans.all(this.rid, limit) as { child_id: string; child_seq: number }[]).map((row) => ({
       spanId: row.child_id,
@@ -159,7 +169,7 @@ type DigestStatements = Record<StatementName, Database.Statement>;
 
 function prepareStatements(db: Database.Database): Record<StatementName, Database.Statement> {
   return {
-    digestOf: db.prepare("SELECT schema_version, watermark_seq, body FROM digests WHERE rid = ?"),
+    digestOf: db.prepare("SELECT schema_version, watermark_seq, side_rows, body FROM digests WHERE rid = ?"),
     runState: db.prepare("SELECT status, reason, last_seq FROM runs WHERE rid = ?"),
     eventsAfter: db.prepare("SELECT seq, late, kind, body FROM events WHERE rid = ? AND seq > ? ORDER BY seq LIMIT ?"),
     spanById: db.prepare("SELECT first_seq, state FROM digest_spans WHERE rid = ? AND span_id = ?"),
@@ -180,11 +190,12 @@ function prepareStatements(db: Database.Database): Record<StatementName, Databas
     deleteIntervals: db.prepare("DELETE FROM digest_intervals WHERE rid = ?"),
     insertInterval: db.prepare("INSERT INTO digest_intervals (rid, start_us, end_us) VALUES (?, ?, ?)"),
     upsertDigest: db.prepare(`INSERT INTO digests
-      (rid, schema_version, watermark_seq, outcome_status, outcome_reason, failed_spans, p95_us, body)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      (rid, schema_version, watermark_seq, outcome_status, outcome_reason, failed_spans, p95_us, side_rows, body)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (rid) DO UPDATE SET schema_version = excluded.schema_version, watermark_seq = excluded.watermark_seq,
         outcome_status = excluded.outcome_status, outcome_reason = excluded.outcome_reason,
-        failed_spans = excluded.failed_spans, p95_us = excluded.p95_us, body = excluded.body`),
+        failed_spans = excluded.failed_spans, p95_us = excluded.p95_us, side_rows = excluded.side_rows,
+        body = excluded.body`),
     markFolded: db.prepare("UPDATE runs SET folded_seq = ? WHERE rid = ?"),
     dirtyRuns: db.prepare("SELECT rid FROM runs WHERE folded_seq < last_seq LIMIT ?").pluck(),
     oldDigests: db.prepare("SELECT rid FROM digests WHERE schema_version < ? LIMIT ?").pluck(),
@@ -212,6 +223,7 @@ export class SqliteDigests {
    */
   prepare(rid: number, maxEvents: number, recent?: FoldEntry[]): PendingFold | undefined {
     const row = this.tables.digestOf.get(rid) as DigestRow | undefined;
+    if (row?.side_rows === 0) return this.rebuild(rid, row);
     const digest: DigestState = row ? JSON.parse(row.body) : emptyDigest();
     const fromWatermark = row ? row.watermark_seq : 0;
     const index = new SqliteFoldIndex(this.tables, rid, !row);
@@ -247,9 +259,10 @@ export class SqliteDigests {
         const row = this.tables.digestOf.get(pending.rid) as DigestRow | undefined;
         if ((row?.watermark_seq ?? 0) !== pending.fromWatermark || (row?.schema_version ?? null) !== pending.fromSchema)
           return false;
-        pending.index.flush();
         if (sealing) this.sealWith(pending);
-        this.writeDigest(pending.rid, pending.digest);
+        const sideRows = !(sealing && pending.index.complete && pending.digest.eventCount <= SMALL_RUN_EVENTS);
+        if (sideRows) pending.index.flush();
+        this.writeDigest(pending.rid, pending.digest, sideRows);
         return true;
       })
       .immediate();
@@ -315,7 +328,7 @@ export class SqliteDigests {
         const seal = old?.outcome && old.sealSeq !== null ? { atSeq: old.sealSeq, outcome: old.outcome } : undefined;
         foldAll(digest, index, this.allEntries(rid), seal);
         index.flush();
-        this.writeDigest(rid, digest);
+        this.writeDigest(rid, digest, true);
       })
       .immediate();
   }
@@ -333,6 +346,7 @@ export class SqliteDigests {
   /** A digest with nothing to fold, to seal as it stands. */
   private current(rid: number): PendingFold {
     const row = this.tables.digestOf.get(rid) as DigestRow;
+    if (row.side_rows === 0) return this.rebuild(rid, row);
     return {
       rid,
       fromWatermark: row.watermark_seq,
@@ -340,6 +354,27 @@ export class SqliteDigests {
       digest: JSON.parse(row.body),
       index: new SqliteFoldIndex(this.tables, rid, false),
       folded: 0,
+    };
+  }
+
+  /**
+   * A small sealed run kept no side rows: fold its whole log again into a complete index,
+   * sealed where it was sealed, then whatever came after. Bounded by SMALL_RUN_EVENTS plus the tail.
+   */
+  private rebuild(rid: number, row: DigestRow): PendingFold {
+    const stored: DigestState = JSON.parse(row.body);
+    const digest = emptyDigest();
+    const index = new SqliteFoldIndex(this.tables, rid, true);
+    const seal =
+      stored.outcome && stored.sealSeq !== null ? { atSeq: stored.sealSeq, outcome: stored.outcome } : undefined;
+    foldAll(digest, index, this.allEntries(rid), seal);
+    return {
+      rid,
+      fromWatermark: row.watermark_seq,
+      fromSchema: row.schema_version,
+      digest,
+      index,
+      folded: digest.watermarkSeq - row.watermark_seq,
     };
   }
 
@@ -357,7 +392,7 @@ export class SqliteDigests {
     return 0;
   }
 
-  private writeDigest(rid: number, digest: DigestState): void {
+  private writeDigest(rid: number, digest: DigestState, sideRows: boolean): void {
     this.tables.upsertDigest.run(
       rid,
       digest.schemaVersion,
@@ -366,6 +401,7 @@ export class SqliteDigests {
       digest.outcome?.reason ?? null,
       digest.failedSpans,
       quantileOf(digest.latency, 0.95),
+      sideRows ? 1 : 0,
       JSON.stringify(digest),
     );
     this.tables.markFolded.run(digest.watermarkSeq, rid);
