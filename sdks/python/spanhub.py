@@ -268,6 +268,10 @@ class _Instrumented:
         service = self._spanhub_service
         return _wrap(value, f"rpc:{service}.{name}", "rpc", service, name)
 
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(proxy, Client) holds, as for the client itself
+        return type(self._spanhub_target)
+
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._spanhub_target, name, value)
 
@@ -481,7 +485,6 @@ class _Writer:
                 pass
 
     def after_fork_in_child(self) -> None:
-        # The lock may have been held by a thread that does not exist in the child.
         self._lock = threading.RLock()
         self._writing = False
 
@@ -496,6 +499,9 @@ class _OpenSpans:
     def __init__(self, root_id: Optional[str]) -> None:
         self._root_id = root_id
         self._open: dict = {}
+        self._lock = threading.RLock()
+
+    def after_fork_in_child(self) -> None:
         self._lock = threading.RLock()
 
     def add(self, span_id: str) -> None:
@@ -516,5 +522,13 @@ class _OpenSpans:
 _ROOT = Span(os.environ.get(PARENT_ENV) or None, "root", None)
 _open_spans = _OpenSpans(_ROOT.id)
 _writer: Optional[_Writer] = _Writer(os.environ[SOCKET_ENV]) if os.environ.get(SOCKET_ENV) else None
+
+
+def _after_fork_in_child() -> None:
+    # A forked child keeps the connection; its locks may have been held by threads the child does not have.
+    _writer.after_fork_in_child()
+    _open_spans.after_fork_in_child()
+
+
 if _writer is not None and hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_writer.after_fork_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

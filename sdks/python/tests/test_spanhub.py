@@ -267,6 +267,7 @@ class SpanTreeTest(unittest.TestCase):
             print(json.dumps({
                 "charged": charged, "refunded": refunded, "ledger_parent": ledger_parent, "inside": inside,
                 "secret": api._secret(), "region": api.region, "error_class": api.Error is KeyError, "caught": caught,
+                "isinstance": isinstance(api, Billing),
             }))
             """
         )
@@ -274,6 +275,7 @@ class SpanTreeTest(unittest.TestCase):
         out = child.output()
         self.assertEqual((out["charged"], out["refunded"], out["region"]), (42, 5, "eu"))
         self.assertTrue(out["error_class"])
+        self.assertTrue(out["isinstance"])
         self.assertEqual(out["secret"], ROOT_SPAN)
         starts = child.starts()
         self.assertEqual(set(starts), {"rpc:Billing.charge", "rpc:Billing.refund", "ledger", "rpc:Billing.broken"})
@@ -350,6 +352,27 @@ class ContextTest(unittest.TestCase):
         self.assertEqual(starts["in-thread"]["parent_id"], ROOT_SPAN)
         self.assertEqual(out["child_parent"], out["thread_span"])
         self.assertEqual(starts["main-step"]["parent_id"], ROOT_SPAN)
+
+    def test_a_forked_child_reports_on_the_same_connection(self) -> None:
+        child = run_child(
+            """
+            import json, os
+            from spanhub import span
+            with span("parent") as parent:
+                pid = os.fork()
+                if pid == 0:
+                    with span("in fork") as forked:
+                        forked.tag(pid=os.getpid())
+                    os._exit(0)
+                os.waitpid(pid, 0)
+            print(json.dumps({"parent": parent.id}))
+            """
+        )
+        self.assertEqual(child.returncode, 0, child.stderr)
+        starts = child.starts()
+        self.assertEqual(starts["in fork"]["parent_id"], child.output()["parent"])
+        self.assertEqual(child.ends()[starts["in fork"]["span_id"]]["status"], "ok")
+        self.assertEqual(len(child.of_type("span_tag")), 1)
 
     def test_parent_span_variable_follows_the_current_span(self) -> None:
         child = run_child(
