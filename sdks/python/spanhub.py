@@ -310,9 +310,9 @@ def _outcome(error: Optional[BaseException]) -> dict:
     if error is None or isinstance(error, (StopIteration, StopAsyncIteration)):
         return {"status": "ok"}
     if isinstance(error, Failed):
-        return {"status": "failed", "error": {"type": "Failed", "message": _text(str(error))}}
+        return {"status": "failed", "error": {"type": "Failed", "message": _text(error)}}
     if isinstance(error, _CANCELLED) or _is_cancelled_error(error):
-        return {"status": "cancelled", "error": {"type": _type_name(error), "message": _text(str(error))}}
+        return {"status": "cancelled", "error": {"type": _type_name(error), "message": _text(error)}}
     if isinstance(error, SystemExit):
         if error.code is None or error.code == 0:
             return {"status": "ok"}
@@ -320,7 +320,7 @@ def _outcome(error: Optional[BaseException]) -> dict:
     stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return {
         "status": "failed",
-        "error": {"type": _type_name(error), "message": _text(str(error)), "stack": _cut(stack, TEXT_LIMIT_BYTES)},
+        "error": {"type": _type_name(error), "message": _text(error), "stack": _cut(stack, TEXT_LIMIT_BYTES)},
     }
 
 

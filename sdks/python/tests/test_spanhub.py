@@ -419,6 +419,16 @@ class OutcomeTest(unittest.TestCase):
             except ValueError as error:
                 caught_same = error is original
 
+            class Unprintable(Exception):
+                def __str__(self):
+                    raise RuntimeError("no text")
+
+            try:
+                with span("unprintable"):
+                    raise Unprintable()
+            except Unprintable:
+                pass
+
             class LedgerError(Exception):
                 pass
 
@@ -440,6 +450,9 @@ class OutcomeTest(unittest.TestCase):
         self.assertIn("Traceback (most recent call last)", boom["error"]["stack"])
         self.assertIn("raise original", boom["error"]["stack"])
         self.assertTrue(boom["error"]["stack"].rstrip().endswith("ValueError: bad value"))
+        unprintable = ends[starts["unprintable"]["span_id"]]
+        self.assertEqual((unprintable["status"], unprintable["error"]["type"]), ("failed", "Unprintable"))
+        self.assertEqual(unprintable["error"]["message"], "Unprintable()")
         main = ends[starts["main"]["span_id"]]
         self.assertEqual((main["status"], main["error"]["type"]), ("failed", "LedgerError"))
 
