@@ -15,7 +15,7 @@ import textwrap
 import threading
 import unittest
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 SDK_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = SDK_DIR.parent.parent
@@ -140,7 +140,7 @@ def run_child(source: str, env: Optional[Dict[str, str]] = None, run_socket: Opt
 
             reader = threading.Thread(target=read)
             reader.start()
-        stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_SECONDS)
+        stdout, stderr = communicate(child)
         if reader is not None:
             reader.join(CHILD_TIMEOUT_SECONDS)
         events = run_socket.events() if run_socket is not None else []
@@ -149,6 +149,16 @@ def run_child(source: str, env: Optional[Dict[str, str]] = None, run_socket: Opt
         shutil.rmtree(work_dir)
         if own_socket:
             run_socket.close()
+
+
+def communicate(child: subprocess.Popen, stdin: Optional[str] = None) -> Tuple[str, str]:
+    """The child's output once it has exited; a child that hangs is killed and fails the test."""
+    try:
+        return child.communicate(stdin, timeout=CHILD_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
 
 
 class SpanTreeTest(unittest.TestCase):
@@ -256,9 +266,14 @@ class SpanTreeTest(unittest.TestCase):
                     return current_span().id
                 def broken(self):
                     raise self.Error("no such invoice")
+                def __enter__(self):
+                    return self
+                def __exit__(self, *exc_info):
+                    return None
 
             api = instrument(Billing())
-            charged = api.charge(21)
+            with api as entered:
+                charged = entered.charge(21)
             refunded, ledger_parent, inside = asyncio.run(api.refund(5))
             try:
                 api.broken()
@@ -267,7 +282,7 @@ class SpanTreeTest(unittest.TestCase):
             print(json.dumps({
                 "charged": charged, "refunded": refunded, "ledger_parent": ledger_parent, "inside": inside,
                 "secret": api._secret(), "region": api.region, "error_class": api.Error is KeyError, "caught": caught,
-                "isinstance": isinstance(api, Billing),
+                "isinstance": isinstance(api, Billing), "entered_is_proxy": entered is api,
             }))
             """
         )
@@ -276,6 +291,7 @@ class SpanTreeTest(unittest.TestCase):
         self.assertEqual((out["charged"], out["refunded"], out["region"]), (42, 5, "eu"))
         self.assertTrue(out["error_class"])
         self.assertTrue(out["isinstance"])
+        self.assertTrue(out["entered_is_proxy"])
         self.assertEqual(out["secret"], ROOT_SPAN)
         starts = child.starts()
         self.assertEqual(set(starts), {"rpc:Billing.charge", "rpc:Billing.refund", "ledger", "rpc:Billing.broken"})
@@ -659,10 +675,12 @@ class WriterTest(unittest.TestCase):
             # Read the first half's 20 lines, then hang up while the script still writes.
             with connection:
                 while run_socket.received.count(b"\n") < 20:
-                    run_socket.received += connection.recv(1 << 16)
+                    chunk = connection.recv(1 << 16)
+                    self.assertTrue(chunk, "the script hung up before its first 20 lines")
+                    run_socket.received += chunk
             run_socket.listener.close()
             os.unlink(run_socket.path)
-            stdout, stderr = child.communicate("go\n", timeout=CHILD_TIMEOUT_SECONDS)
+            stdout, stderr = communicate(child, "go\n")
         finally:
             run_socket.close()
         self.assertEqual((child.returncode, stdout.strip()), (0, "done 499500"), stderr)
@@ -688,7 +706,7 @@ class WriterTest(unittest.TestCase):
             shutil.rmtree(os.path.dirname(missing))
         self.assertEqual((child.returncode, child.stdout.strip()), (0, "done"))
         self.assertEqual(len(child.stderr.splitlines()), 1, child.stderr)
-        self.assertIn("No such file or directory", child.stderr)
+        self.assertTrue(child.stderr.startswith(f"spanhub: the run socket {missing} failed"), child.stderr)
 
     def test_tag_values_are_cut_at_four_kib_and_made_json(self) -> None:
         child = run_child(
