@@ -161,7 +161,7 @@ class _SpanScope:
         return opened
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
-        self._end(exc)
+        self._end(_outcome(exc))
         self._leave()
         return False
 
@@ -171,10 +171,9 @@ class _SpanScope:
     async def __aexit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
         return self.__exit__(exc_type, exc, tb)
 
-    def _end(self, error: Optional[BaseException]) -> None:
-        event: dict = {"type": "span_end", "span_id": self._span.id, "end_ms": _now_ms()}
-        event.update(_outcome(error))
-        _writer.emit(event)
+    def _end(self, outcome: dict) -> None:
+        """Sends the span's end with ``outcome``: its status and error, as ``_outcome`` makes them."""
+        _writer.emit({"type": "span_end", "span_id": self._span.id, "end_ms": _now_ms(), **outcome})
         _open_spans.remove(self._span.id)
 
     def _leave(self) -> None:
@@ -229,10 +228,13 @@ def _wrap(fn: F, name: str, kind: str, rpc_service: Optional[str], rpc_method: O
             scope.__exit__(type(error), error, error.__traceback__)
             raise
         scope._leave()
-        if inspect.isawaitable(result):
-            # A plain function that hands back an awaitable (a future, a task): the span ends when it is done.
+        # A plain function that hands back a coroutine or a future: the span ends when that is done.
+        if inspect.iscoroutine(result):
             return _end_when_done(result, scope)
-        scope._end(None)
+        if callable(getattr(result, "add_done_callback", None)) and callable(getattr(result, "cancelled", None)):
+            result.add_done_callback(functools.partial(_end_with_future, scope))
+            return result
+        scope._end(_OK)
         return result
 
     return call  # type: ignore[return-value]
@@ -242,10 +244,18 @@ async def _end_when_done(awaitable: Any, scope: _SpanScope) -> Any:
     try:
         result = await awaitable
     except BaseException as error:
-        scope._end(error)
+        scope._end(_outcome(error))
         raise
-    scope._end(None)
+    scope._end(_OK)
     return result
+
+
+def _end_with_future(scope: _SpanScope, future: Any) -> None:
+    """A done callback (asyncio or concurrent.futures): the future's outcome is the span's."""
+    if future.cancelled():
+        scope._end({"status": "cancelled"})
+    else:
+        scope._end(_outcome(future.exception()))
 
 
 class _Instrumented:
@@ -305,17 +315,20 @@ class _Instrumented:
 _CANCELLED = (KeyboardInterrupt, GeneratorExit)
 
 
+_OK = {"status": "ok"}
+
+
 def _outcome(error: Optional[BaseException]) -> dict:
     """The ``status`` and ``error`` fields of a span_end for how its block ended."""
     if error is None or isinstance(error, (StopIteration, StopAsyncIteration)):
-        return {"status": "ok"}
+        return _OK
     if isinstance(error, Failed):
         return {"status": "failed", "error": {"type": "Failed", "message": _text(error)}}
     if isinstance(error, _CANCELLED) or _is_cancelled_error(error):
         return {"status": "cancelled", "error": {"type": _type_name(error), "message": _text(error)}}
     if isinstance(error, SystemExit):
         if error.code is None or error.code == 0:
-            return {"status": "ok"}
+            return _OK
         return {"status": "failed", "error": {"type": "SystemExit", "message": f"exit status {error.code}"}}
     stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return {

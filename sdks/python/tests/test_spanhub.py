@@ -249,8 +249,9 @@ class SpanTreeTest(unittest.TestCase):
     def test_instrument_makes_rpc_spans_and_passes_private_members_through(self) -> None:
         child = run_child(
             """
-            import asyncio, json
+            import asyncio, concurrent.futures, json
             from spanhub import span, instrument, current_span
+            pool = concurrent.futures.ThreadPoolExecutor(1)
 
             class Billing:
                 Error = KeyError
@@ -266,6 +267,10 @@ class SpanTreeTest(unittest.TestCase):
                     return current_span().id
                 def broken(self):
                     raise self.Error("no such invoice")
+                def submit(self, amount):
+                    return pool.submit(lambda: amount + 1)
+                def sleep(self, value):
+                    return asyncio.sleep(0, result=value)
                 def __enter__(self):
                     return self
                 def __exit__(self, *exc_info):
@@ -279,10 +284,15 @@ class SpanTreeTest(unittest.TestCase):
                 api.broken()
             except KeyError as error:
                 caught = str(error)
+            future = api.submit(1)
+            submitted = future.result()
+            pool.shutdown(wait=True)  # the span ends in the future's done callback, on the pool's thread
+            slept = asyncio.run(api.sleep(8))
             print(json.dumps({
                 "charged": charged, "refunded": refunded, "ledger_parent": ledger_parent, "inside": inside,
                 "secret": api._secret(), "region": api.region, "error_class": api.Error is KeyError, "caught": caught,
                 "isinstance": isinstance(api, Billing), "entered_is_proxy": entered is api,
+                "future_kept": isinstance(future, concurrent.futures.Future), "submitted": submitted, "slept": slept,
             }))
             """
         )
@@ -294,7 +304,11 @@ class SpanTreeTest(unittest.TestCase):
         self.assertTrue(out["entered_is_proxy"])
         self.assertEqual(out["secret"], ROOT_SPAN)
         starts = child.starts()
-        self.assertEqual(set(starts), {"rpc:Billing.charge", "rpc:Billing.refund", "ledger", "rpc:Billing.broken"})
+        self.assertEqual(
+            set(starts),
+            {"rpc:Billing.charge", "rpc:Billing.refund", "ledger", "rpc:Billing.broken", "rpc:Billing.submit", "rpc:Billing.sleep"},
+        )
+        self.assertEqual((out["future_kept"], out["submitted"], out["slept"]), (True, 2, 8))
         charge = starts["rpc:Billing.charge"]
         self.assertEqual(
             (charge["kind"], charge["rpc_service"], charge["rpc_method"], charge["parent_id"]),
@@ -309,6 +323,8 @@ class SpanTreeTest(unittest.TestCase):
         broken = ends[starts["rpc:Billing.broken"]["span_id"]]
         self.assertEqual((broken["status"], broken["error"]["type"]), ("failed", "KeyError"))
         self.assertEqual(out["caught"], "'no such invoice'")
+        self.assertEqual(len(ends), len(starts))
+        self.assertTrue(all(ends[starts[name]["span_id"]]["status"] == "ok" for name in ("rpc:Billing.submit", "rpc:Billing.sleep")))
 
 
 class ContextTest(unittest.TestCase):
