@@ -176,6 +176,21 @@ class _SpanScope:
         _writer.emit({"type": "span_end", "span_id": self._span.id, "end_ms": _now_ms(), **outcome})
         _open_spans.remove(self._span.id)
 
+    def _resume(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Runs one step of a traced generator with its span current."""
+        token = _current.set(self._span)
+        try:
+            return step(*args)
+        finally:
+            _current.reset(token)
+
+    async def _resume_async(self, step: Callable[..., Any], *args: Any) -> Any:
+        token = _current.set(self._span)
+        try:
+            return await step(*args)
+        finally:
+            _current.reset(token)
+
     def _leave(self) -> None:
         """Makes the span's parent current again."""
         try:
@@ -209,6 +224,10 @@ _NOOP_SCOPE = _NoopScope()
 
 def _wrap(fn: F, name: str, kind: str, rpc_service: Optional[str], rpc_method: Optional[str]) -> F:
     """``fn`` with each call in a span; coroutine functions get a coroutine wrapper so the span lasts."""
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(fn, lambda: _SpanScope(name, kind, {}, rpc_service, rpc_method))
+    if inspect.isasyncgenfunction(fn):
+        return _wrap_async_generator(fn, lambda: _SpanScope(name, kind, {}, rpc_service, rpc_method))
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
@@ -238,6 +257,69 @@ def _wrap(fn: F, name: str, kind: str, rpc_service: Optional[str], rpc_method: O
         return result
 
     return call  # type: ignore[return-value]
+
+
+def _wrap_generator(fn: F, new_scope: Callable[[], _SpanScope]) -> F:
+    """A generator function whose span lasts from the first item to the last, and is current only
+    while the generator runs (between items its consumer's span is current)."""
+
+    @functools.wraps(fn)
+    def call_generator(*args: Any, **kwargs: Any) -> Any:
+        scope = new_scope()
+        scope.__enter__()
+        scope._leave()
+        generator = fn(*args, **kwargs)
+        step, value = generator.send, None
+        try:
+            while True:
+                try:
+                    item = scope._resume(step, value)
+                except StopIteration as stop:
+                    scope._end(_OK)
+                    return stop.value
+                try:
+                    step, value = generator.send, (yield item)
+                except GeneratorExit:
+                    scope._resume(generator.close)
+                    raise
+                except BaseException as thrown:
+                    step, value = generator.throw, thrown
+        except BaseException as error:
+            scope._end(_outcome(error))
+            raise
+
+    return call_generator  # type: ignore[return-value]
+
+
+def _wrap_async_generator(fn: F, new_scope: Callable[[], _SpanScope]) -> F:
+    """``_wrap_generator`` for ``async def`` generators."""
+
+    @functools.wraps(fn)
+    async def call_async_generator(*args: Any, **kwargs: Any) -> Any:
+        scope = new_scope()
+        scope.__enter__()
+        scope._leave()
+        generator = fn(*args, **kwargs)
+        step, value = generator.asend, None
+        try:
+            while True:
+                try:
+                    item = await scope._resume_async(step, value)
+                except StopAsyncIteration:
+                    scope._end(_OK)
+                    return
+                try:
+                    step, value = generator.asend, (yield item)
+                except GeneratorExit:
+                    await scope._resume_async(generator.aclose)
+                    raise
+                except BaseException as thrown:
+                    step, value = generator.athrow, thrown
+        except BaseException as error:
+            scope._end(_outcome(error))
+            raise
+
+    return call_async_generator  # type: ignore[return-value]
 
 
 async def _end_when_done(awaitable: Any, scope: _SpanScope) -> Any:

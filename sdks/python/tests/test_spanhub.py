@@ -246,6 +246,86 @@ class SpanTreeTest(unittest.TestCase):
         ends = [event["span_id"] for event in child.of_type("span_end")]
         self.assertLess(ends.index(starts["decode"]["span_id"]), ends.index(out["fetch"]))
 
+    def test_traced_generators_span_their_iteration(self) -> None:
+        child = run_child(
+            """
+            import asyncio, json
+            from spanhub import span, traced, current_span
+
+            @traced
+            def rows(n):
+                for i in range(n):
+                    with span(f"read {i}"):
+                        pass
+                    received = yield i
+                    if received == "stop":
+                        raise ValueError("told to stop")
+                return "all read"
+
+            def delegate():
+                return (yield from rows(2))
+
+            @traced("stream")
+            async def stream():
+                for i in range(2):
+                    await asyncio.sleep(0)
+                    yield current_span().name
+
+            seen = {}
+            with span("consumer") as consumer:
+                items = []
+                for item in rows(2):
+                    items.append((item, current_span().name))
+                    with span(f"use {item}"):
+                        pass
+                seen["items"] = items
+                gen = delegate()
+                seen["delegated"] = [next(gen), next(gen)]
+                try:
+                    next(gen)
+                except StopIteration as stop:
+                    seen["returned"] = stop.value
+                early = rows(5)
+                next(early)
+                early.close()
+                failing = rows(5)
+                next(failing)
+                try:
+                    failing.send("stop")
+                except ValueError as error:
+                    seen["error"] = str(error)
+
+            async def consume():
+                return [(item, current_span().name) async for item in stream()]
+
+            seen["async"] = asyncio.run(consume())
+            print(json.dumps({"consumer": consumer.id, **seen}))
+            """
+        )
+        self.assertEqual(child.returncode, 0, child.stderr)
+        out = child.output()
+        # Between items the consumer's span is current, inside the generator the generator's.
+        self.assertEqual(out["items"], [[0, "consumer"], [1, "consumer"]])
+        self.assertEqual(out["async"], [["stream", "root"], ["stream", "root"]])
+        self.assertEqual((out["delegated"], out["returned"], out["error"]), ([0, 1], "all read", "told to stop"))
+        starts = [event for event in child.events if event["type"] == "span_start"]
+        generator_spans = [start for start in starts if start["name"] == "rows"]
+        self.assertEqual(len(generator_spans), 4)
+        self.assertEqual({start["parent_id"] for start in generator_spans}, {out["consumer"]})
+        first = generator_spans[0]["span_id"]
+        self.assertEqual([s["parent_id"] for s in starts if s["name"] in ("read 0", "read 1")][:2], [first, first])
+        self.assertEqual({s["parent_id"] for s in starts if s["name"].startswith("use ")}, {out["consumer"]})
+        ends = child.ends()
+        statuses = [ends[start["span_id"]]["status"] for start in generator_spans]
+        self.assertEqual(statuses, ["ok", "ok", "cancelled", "failed"])
+        self.assertEqual(ends[generator_spans[3]["span_id"]]["error"]["message"], "told to stop")
+        [stream] = [start for start in starts if start["name"] == "stream"]
+        self.assertEqual((stream["parent_id"], ends[stream["span_id"]]["status"]), (ROOT_SPAN, "ok"))
+        # The generator's span ends after the last item was read, not when the generator was made.
+        end_order = [event["span_id"] for event in child.events if event["type"] == "span_end"]
+        last_read = next(s for s in starts if s["name"] == "read 1")["span_id"]
+        self.assertLess(end_order.index(last_read), end_order.index(first))
+
     def test_instrument_makes_rpc_spans_and_passes_private_members_through(self) -> None:
         child = run_child(
             """
