@@ -394,10 +394,8 @@ class _Instrumented:
 
 # --- how a span ended ------------------------------------------------------------------------------
 
-_CANCELLED = (KeyboardInterrupt, GeneratorExit)
-
-
 _OK = {"status": "ok"}
+_CANCELLED = (KeyboardInterrupt, GeneratorExit)
 
 
 def _outcome(error: Optional[BaseException]) -> dict:
