@@ -293,6 +293,23 @@ export class SqliteDigests {
   }
 
   /**
+   * The seal of a run created and ended in the current write transaction: nobody else can have
+   * folded it, so it folds what was just appended in memory and writes one digest row (no
+   * compare-and-set, no savepoint: that insert is its only write). Called before the run's row
+   * is written, with the run's final state; returns the watermark for the row's `folded_seq`.
+   * A run too big to keep without side rows takes the general seal after its row is saved.
+   */
+  sealNewRun(rid: number, appended: FoldEntry[], run: { status: string; reason: string | null }): number | undefined {
+    if (appended.length > SMALL_RUN_EVENTS || !isEndStatus(run.status)) return undefined;
+    const digest = emptyDigest();
+    const index = new MemoryFoldIndex();
+    for (const entry of appended) foldEntry(digest, index, entry);
+    sealDigest(digest, index, { status: run.status, reason: run.reason });
+    this.insertDigest(rid, digest, false);
+    return digest.watermarkSeq;
+  }
+
+  /**
    * Folds some of the runs whose digest is behind their log; returns entries folded. An ended
    * run is sealed again (late events, or a seal that failed in its transition), so its
    * anomalies stand as of its latest events.
@@ -393,6 +410,11 @@ export class SqliteDigests {
   }
 
   private writeDigest(rid: number, digest: DigestState, sideRows: boolean): void {
+    this.insertDigest(rid, digest, sideRows);
+    this.tables.markFolded.run(digest.watermarkSeq, rid);
+  }
+
+  private insertDigest(rid: number, digest: DigestState, sideRows: boolean): void {
     this.tables.upsertDigest.run(
       rid,
       digest.schemaVersion,
@@ -404,7 +426,6 @@ export class SqliteDigests {
       sideRows ? 1 : 0,
       JSON.stringify(digest),
     );
-    this.tables.markFolded.run(digest.watermarkSeq, rid);
   }
 
   private readLog(rid: number, afterSeq: number, limit: number): FoldEntry[] {

@@ -26,8 +26,10 @@ interface OpenRun {
   newSpans?: Set<string>;
   /** What this transaction appended to its log, so a seal folds it without reading it back. */
   appended: FoldEntry[];
-  /** A run end took effect: the digest is sealed once the run row is saved. */
+  /** A run end took effect: the digest is sealed in this transaction. */
   ended: boolean;
+  /** Set when the digest of a run created here was sealed before its row was written. */
+  foldedSeq?: number | undefined;
 }
 
 /**
@@ -47,7 +49,7 @@ export class SqliteWriter {
     this.statements = {
       runById: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
       maxRid: db.prepare("SELECT coalesce(max(rid), 0) AS rid FROM runs").pluck(),
-      insertRun: db.prepare(`INSERT INTO runs (${RUN_COLUMNS}) VALUES (${placeholders(21)})`),
+      insertRun: db.prepare(`INSERT INTO runs (${RUN_COLUMNS}, folded_seq) VALUES (${placeholders(22)})`),
       updateRun: db.prepare(`UPDATE runs SET app = ?, name = ?, name_rank = ?, status = ?, reason = ?, error = ?,
         start_us = ?, end_us = ?, tags = ?, host = ?, pid = ?, parent_run_id = ?, parent_span_id = ?,
         span_count = ?, error_count = ?, error_tagged = ?, last_seq = ?, last_event_us = ?, late_count = ?
@@ -124,18 +126,25 @@ export class SqliteWriter {
       for (const appEvent of submission.appEvents ?? []) this.applyAppEvent(appEvent, now);
       results.push({ duplicate: false, lateEnds });
     }
-    for (const run of open.values()) this.saveRun(run);
-    // Every terminal transition seals here, in the transaction that ends the run, after its row is saved.
-    // A failed seal rolls back alone (a savepoint) and never fails the append: the background folder retries it.
+    // Every terminal transition seals in the transaction that ends the run, from the run's final state.
+    // A failed seal never fails the append: the run stays behind its log and the background folder seals it.
     for (const run of open.values()) {
-      if (!run.ended || !this.digests) continue;
-      try {
-        this.digests.seal(run.rid, run.appended);
-      } catch (error) {
-        this.onFoldError(error as Error);
-      }
+      if (run.ended && run.isNew)
+        run.foldedSeq = this.sealQuietly(() => this.digests?.sealNewRun(run.rid, run.appended, run.record));
+      this.saveRun(run);
     }
+    for (const run of open.values())
+      if (run.ended && !run.isNew) this.sealQuietly(() => this.digests?.seal(run.rid, run.appended));
     return results;
+  }
+
+  private sealQuietly<T>(seal: () => T): T | undefined {
+    try {
+      return seal();
+    } catch (error) {
+      this.onFoldError(error as Error);
+      return undefined;
+    }
   }
 
   /** Applies a span event to its row; returns the row's tags JSON with the tags object it encodes. */
@@ -154,7 +163,7 @@ export class SqliteWriter {
     return { tags: span.tags, json: tags };
   }
 
-  private saveRun({ rid, record: run, isNew }: OpenRun): void {
+  private saveRun({ rid, record: run, isNew, foldedSeq }: OpenRun): void {
     const values = [
       run.app,
       run.name,
@@ -176,7 +185,7 @@ export class SqliteWriter {
       run.lastEventAt,
       run.lateCount,
     ];
-    if (isNew) this.statements.insertRun.run(rid, run.id, ...values);
+    if (isNew) this.statements.insertRun.run(rid, run.id, ...values, foldedSeq ?? 0);
     else this.statements.updateRun.run(...values, rid);
   }
 
