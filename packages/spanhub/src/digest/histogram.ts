@@ -53,12 +53,11 @@ export function quantileOf(counts: SparseCounts, q: number): number | null {
   const total = totalOf(counts);
   if (total === 0) return null;
   const rank = q * total;
-  const buckets = Object.keys(counts)
-    .map(Number)
-    .sort((a, b) => a - b);
   let below = 0;
-  for (const bucket of buckets) {
-    const count = counts[bucket] as number;
+  // Integer-like keys iterate in ascending numeric order, so the buckets come sorted.
+  for (const key in counts) {
+    const bucket = Number(key);
+    const count = counts[key] as number;
     if (below + count >= rank && count > 0) {
       if (bucket === 0) return FIRST_BOUND_US;
       if (bucket === OVERFLOW_BUCKET) return LAST_BOUND_US;
