@@ -36,6 +36,7 @@ describe("OTLP decoding", () => {
       cached: false,
       "ids.list": [1, 2, 3],
       "names.list": ["a", "b"],
+      "service.name": "checkout",
     });
     assert.equal(query?.spanKind, "client");
     assert.equal(query?.status, "failed");

@@ -26,6 +26,7 @@ interface AgentFlags {
   socket: string;
   tcp?: string;
   http?: string;
+  otlpHttp?: string | true;
   daemonize?: boolean;
   maxFrame: number;
   abandonAfter: number;
@@ -39,6 +40,7 @@ export function agentCommand(): Command {
     .addOption(socketOption())
     .option("--tcp <host:port>", "also listen on TCP (Scout agents default to 127.0.0.1:6590)")
     .option("--http <host:port>", "serve /healthz and /metrics")
+    .option("--otlp-http [host:port]", `take OTLP/HTTP traces at POST /v1/traces (alone: ${DEFAULT_OTLP_HTTP})`)
     .option("--daemonize", "detach: own session, output to <data>/agent.log; exits once the agent answers")
     .addOption(maxFrameOption())
     .addOption(abandonOption())
@@ -48,6 +50,7 @@ export function agentCommand(): Command {
     .action(async (flags: AgentFlags) => {
       if (flags.daemonize) return daemonize(flags);
       const [httpHost, httpPort] = flags.http ? splitAddress(flags.http) : [];
+      const otlpHttp = otlpAddress(flags.otlpHttp);
       try {
         const running = await startSpanhub({
           dataDir: resolve(flags.data),
@@ -58,10 +61,11 @@ export function agentCommand(): Command {
           durability: flags.durability,
           ...(flags.tcp ? { tcp: flags.tcp } : {}),
           ...(httpHost !== undefined ? { opsHttp: { host: httpHost, port: httpPort as number } } : {}),
+          ...(otlpHttp ? { otlpHttp } : {}),
           ...testHooks(),
         });
         process.stdout.write(
-          `spanhub agent ${process.pid} on ${running.socket}${running.tcp ? ` and tcp ${running.tcp}` : ""}${running.opsUrl ? `, ${running.opsUrl}/metrics` : ""}, data ${running.dataDir}\n`,
+          `spanhub agent ${process.pid} on ${running.socket}${running.tcp ? ` and tcp ${running.tcp}` : ""}${running.opsUrl ? `, ${running.opsUrl}/metrics` : ""}${running.otlpUrl ? `, OTLP ${running.otlpUrl}/v1/traces` : ""}, data ${running.dataDir}\n`,
         );
         stopOnSignals(running);
       } catch (error) {
@@ -144,6 +148,7 @@ async function daemonize(flags: AgentFlags): Promise<void> {
     flags.durability,
     ...(flags.tcp ? ["--tcp", flags.tcp] : []),
     ...(flags.http ? ["--http", flags.http] : []),
+    ...(flags.otlpHttp ? ["--otlp-http", flags.otlpHttp === true ? DEFAULT_OTLP_HTTP : flags.otlpHttp] : []),
   ];
   const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", log, log] });
   child.unref();
@@ -172,6 +177,15 @@ function chosenSocket(command: Command): string {
   const own = command.getOptionValueSource("socket") !== "default";
   const fromParent = parent !== null && parent.getOptionValueSource("socket") !== "default";
   return resolve(own || !fromParent ? command.opts().socket : parent.opts().socket);
+}
+
+/** OTLP/HTTP's usual port, on loopback. */
+const DEFAULT_OTLP_HTTP = "127.0.0.1:4318";
+
+function otlpAddress(flag: string | true | undefined): { host: string; port: number } | undefined {
+  if (flag === undefined) return undefined;
+  const [host, port] = splitAddress(flag === true ? DEFAULT_OTLP_HTTP : flag);
+  return { host, port };
 }
 
 function splitAddress(text: string): [string, number] {

@@ -25,8 +25,8 @@ import {
  * Pure: the caller commits the submission and answers only after the commit.
  *
  * A trace is a run: the trace id in hex is the run id, span ids are hex, and each span
- * becomes one coalesced `span` event. The root span also starts the run (its service is
- * the run's app, its resource attributes the run's tags). OTLP has no end message, so
+ * becomes one coalesced `span` event tagged with its `service.name`. The root span also
+ * starts the run (its service is the run's app, its resource attributes the run's tags). OTLP has no end message, so
  * that start asks for the run to end once it has gone quiet (`endOnIdle`), unless the
  * root carries `spanhub.run.status`. Attributes under `spanhub.` (written by spanhub's
  * own exporter, see otlpExport.ts) restore ids and run fields that OTLP cannot hold.
@@ -132,14 +132,13 @@ function requestToEvents(request: ExportTraceServiceRequest, receivedAt: Micros)
   let rejected = 0;
   let errorMessage: string | undefined;
   const resources = request.resourceSpans ?? [];
-  const rootServices = rootServicesByTrace(resources);
   for (const resourceSpans of resources) {
     const resourceTags = toTags(resourceSpans.resource?.attributes);
     const service = typeof resourceTags[SERVICE_NAME] === "string" ? resourceTags[SERVICE_NAME] : undefined;
     for (const scopeSpans of resourceSpans.scopeSpans ?? [])
       for (const span of scopeSpans.spans ?? []) {
         try {
-          spanToEvents(span, { service, resourceTags, rootServices, receivedAt }, events);
+          spanToEvents(span, { service, resourceTags, receivedAt }, events);
           accepted += 1;
         } catch (error) {
           if (!(error instanceof DecodeError)) throw error;
@@ -151,24 +150,9 @@ function requestToEvents(request: ExportTraceServiceRequest, receivedAt: Micros)
   return dropUndefined({ submission: { events }, accepted, rejected, errorMessage });
 }
 
-/** The service of each trace's root span in this request: spans of other services keep theirs as a tag. */
-function rootServicesByTrace(resources: NonNullable<ExportTraceServiceRequest["resourceSpans"]>): Map<string, string> {
-  const services = new Map<string, string>();
-  for (const resourceSpans of resources) {
-    const service = resourceSpans.resource?.attributes?.find((attribute) => attribute.key === SERVICE_NAME);
-    const name = service?.value?.stringValue;
-    if (!name) continue;
-    for (const scopeSpans of resourceSpans.scopeSpans ?? [])
-      for (const span of scopeSpans.spans ?? [])
-        if (isEmpty(span.parentSpanId) && span.traceId?.length === 16) services.set(hex(span.traceId), name);
-  }
-  return services;
-}
-
 interface SpanContext {
   service: string | undefined;
   resourceTags: Tags;
-  rootServices: Map<string, string>;
   receivedAt: Micros;
 }
 
@@ -221,9 +205,9 @@ function spanToEvents(span: OtlpSpan, context: SpanContext, events: RunEvent[]):
           ...runEndStatus(spanhub[SPANHUB_ATTRIBUTES.runStatus]),
         }),
       );
-  } else if (!fromSpanhub && context.service !== undefined && context.rootServices.get(traceId) !== context.service) {
-    tags[SERVICE_NAME] ??= context.service;
   }
+  // Each span keeps its own service (a trace may cross several); spanhub's exporter sends one per run.
+  if (!fromSpanhub && context.service !== undefined) tags[SERVICE_NAME] ??= context.service;
   const links = linksOf(span);
   if (links) tags[LINKS_TAG] = links;
   const rpcService = stringOf(tags[RPC_SERVICE]);

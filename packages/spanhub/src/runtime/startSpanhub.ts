@@ -6,6 +6,7 @@ import { AgentServer, socketAnswers } from "../agent/agentServer.js";
 import { ensurePrivateDir } from "../agent/privateDir.js";
 import { VERSION } from "../config.js";
 import { buildHubApp } from "../hub/hubApp.js";
+import { buildOtlpApp } from "../hub/otlpRoutes.js";
 import { AbandonSweeper } from "../ingest/abandonSweeper.js";
 import { EventWriter } from "../ingest/eventWriter.js";
 import { Metrics } from "../observability/metrics.js";
@@ -23,6 +24,8 @@ export interface SpanhubOptions {
   hub?: { host: string; port: number; token?: string };
   /** Serve only /healthz and /metrics here (a standalone agent's `--http`). */
   opsHttp?: { host: string; port: number };
+  /** Take OTLP/HTTP traces (`POST /v1/traces`) here (the agent's `--otlp-http`). */
+  otlpHttp?: { host: string; port: number };
   maxFrame: number;
   abandonAfterMs: number;
   durability?: "full" | "normal";
@@ -36,6 +39,7 @@ export interface RunningSpanhub {
   tcp?: string;
   url?: string;
   opsUrl?: string;
+  otlpUrl?: string;
   store: Store;
   metrics: Metrics;
   close(): Promise<void>;
@@ -123,13 +127,15 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
         apiRoutes: options.hub !== undefined,
         ...(options.hub?.token ? { token: options.hub.token } : {}),
       });
-      await app.listen({ host: http.host, port: http.port });
+      const url = await listen(app, http);
       closers.push(() => app.close());
-      const address = app.server.address();
-      const port = typeof address === "object" && address ? address.port : http.port;
-      const url = `http://${http.host.includes(":") ? `[${http.host}]` : http.host}:${port}`;
       if (options.hub) running.url = url;
       else running.opsUrl = url;
+    }
+    if (options.otlpHttp) {
+      const otlpApp = buildOtlpApp({ writer, metrics, logger, maxBodyBytes: options.maxFrame });
+      running.otlpUrl = await listen(otlpApp, options.otlpHttp);
+      closers.push(() => otlpApp.close());
     }
     if (lock && options.socket)
       lock.publish({
@@ -146,6 +152,14 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
     await close();
     throw error;
   }
+}
+
+/** Listens and returns the URL, with the port the OS chose for port 0. */
+async function listen(app: FastifyInstance, at: { host: string; port: number }): Promise<string> {
+  await app.listen({ host: at.host, port: at.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : at.port;
+  return `http://${at.host.includes(":") ? `[${at.host}]` : at.host}:${port}`;
 }
 
 export function splitHostPort(text: string): [string, number] {
