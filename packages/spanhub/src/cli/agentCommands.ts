@@ -15,6 +15,7 @@ import {
   maxFrameOption,
   parseDuration,
   socketOption,
+  traceIdleOption,
 } from "./options.js";
 import { stopOnSignals, testHooks } from "./serveCommands.js";
 
@@ -30,6 +31,7 @@ interface AgentFlags {
   daemonize?: boolean;
   maxFrame: number;
   abandonAfter: number;
+  traceIdle: number;
   durability: "full" | "normal";
 }
 
@@ -44,6 +46,7 @@ export function agentCommand(): Command {
     .option("--daemonize", "detach: own session, output to <data>/agent.log; exits once the agent answers")
     .addOption(maxFrameOption())
     .addOption(abandonOption())
+    .addOption(traceIdleOption())
     .addOption(durabilityOption())
     // Options after `status`/`stop` belong to them, not to `agent`.
     .enablePositionalOptions()
@@ -58,6 +61,7 @@ export function agentCommand(): Command {
           logger: createLogger(),
           maxFrame: flags.maxFrame,
           abandonAfterMs: flags.abandonAfter,
+          traceIdleMs: flags.traceIdle,
           durability: flags.durability,
           ...(flags.tcp ? { tcp: flags.tcp } : {}),
           ...(httpHost !== undefined ? { opsHttp: { host: httpHost, port: httpPort as number } } : {}),
@@ -144,6 +148,8 @@ async function daemonize(flags: AgentFlags): Promise<void> {
     String(flags.maxFrame),
     "--abandon-after",
     `${flags.abandonAfter}ms`,
+    "--trace-idle",
+    `${flags.traceIdle}ms`,
     "--durability",
     flags.durability,
     ...(flags.tcp ? ["--tcp", flags.tcp] : []),

@@ -24,6 +24,13 @@ export const abandonOption = () =>
   new Option("--abandon-after <duration>", "mark a run crashed (abandoned) after this long without events")
     .default(30 * 60_000, "30m")
     .argParser(parseDuration);
+export const traceIdleOption = () =>
+  new Option(
+    "--trace-idle <duration>",
+    "end an OpenTelemetry trace's run this long after its root ended and it went quiet",
+  )
+    .default(10_000, "10s")
+    .argParser(parseDuration);
 export const durabilityOption = () =>
   new Option("--durability <mode>", "full: acknowledged data survives power loss; normal: process crashes only")
     .choices(["full", "normal"])

@@ -14,6 +14,7 @@ import {
   portOption,
   socketOption,
   tokenOption,
+  traceIdleOption,
 } from "./options.js";
 
 interface ServeFlags {
@@ -25,6 +26,7 @@ interface ServeFlags {
   token?: string;
   maxFrame: number;
   abandonAfter: number;
+  traceIdle: number;
   durability: "full" | "normal";
 }
 
@@ -59,6 +61,7 @@ function withHubOptions(command: Command): Command {
     .addOption(tokenOption())
     .addOption(maxFrameOption())
     .addOption(abandonOption())
+    .addOption(traceIdleOption())
     .addOption(durabilityOption());
 }
 
@@ -89,6 +92,7 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
     logger: createLogger(),
     maxFrame: flags.maxFrame,
     abandonAfterMs: flags.abandonAfter,
+    traceIdleMs: flags.traceIdle,
     durability: flags.durability,
     ...(parts.agent ? { socket: resolve(flags.socket), ...(flags.tcp ? { tcp: flags.tcp } : {}) } : {}),
     ...(parts.hub

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { nowMicros } from "../model/time.js";
 import type { Store } from "../store/store.js";
 import type { EventWriter } from "./eventWriter.js";
+import { Periodic, sweepInterval } from "./periodic.js";
 
 const BATCH_RETENTION_MS = 24 * 3600 * 1000;
 
@@ -12,29 +13,23 @@ const BATCH_RETENTION_MS = 24 * 3600 * 1000;
  * batch ids older than a day.
  */
 export class AbandonSweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private readonly periodic: Periodic;
 
   constructor(
     private readonly store: Store,
     private readonly writer: EventWriter,
     private readonly logger: Logger,
     private readonly abandonAfterMs: number,
-  ) {}
-
-  start(): void {
-    const every = Math.max(50, Math.min(this.abandonAfterMs / 4, 60_000));
-    this.timer = setInterval(() => {
-      this.running ??= this.sweep().finally(() => {
-        this.running = undefined;
-      });
-    }, every);
-    this.timer.unref();
+  ) {
+    this.periodic = new Periodic(() => this.sweep(), sweepInterval(abandonAfterMs));
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  start(): void {
+    this.periodic.start();
+  }
+
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   async sweep(): Promise<number> {

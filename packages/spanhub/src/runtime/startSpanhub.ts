@@ -9,6 +9,7 @@ import { buildHubApp } from "../hub/hubApp.js";
 import { buildOtlpApp } from "../hub/otlpRoutes.js";
 import { AbandonSweeper } from "../ingest/abandonSweeper.js";
 import { EventWriter } from "../ingest/eventWriter.js";
+import { TraceIdleSweeper } from "../ingest/traceIdleSweeper.js";
 import { Metrics } from "../observability/metrics.js";
 import { createStore } from "../store/createStore.js";
 import type { Store } from "../store/store.js";
@@ -28,6 +29,8 @@ export interface SpanhubOptions {
   otlpHttp?: { host: string; port: number };
   maxFrame: number;
   abandonAfterMs: number;
+  /** How long a trace's run stays open after its last span arrived (default 10 s). */
+  traceIdleMs?: number;
   durability?: "full" | "normal";
   /** Test hook: called before every group commit. */
   beforeCommit?: () => void;
@@ -44,6 +47,8 @@ export interface RunningSpanhub {
   metrics: Metrics;
   close(): Promise<void>;
 }
+
+const DEFAULT_TRACE_IDLE_MS = 10_000;
 
 /** A live agent already owns the socket. */
 export class AgentRunningError extends Error {
@@ -116,6 +121,9 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
     const sweeper = new AbandonSweeper(store, writer, logger, options.abandonAfterMs);
     sweeper.start();
     closers.push(() => sweeper.stop());
+    const traceSweeper = new TraceIdleSweeper(store, writer, logger, options.traceIdleMs ?? DEFAULT_TRACE_IDLE_MS);
+    traceSweeper.start();
+    closers.push(() => traceSweeper.stop());
     const http = options.hub ?? options.opsHttp;
     if (http) {
       const app: FastifyInstance = buildHubApp({
