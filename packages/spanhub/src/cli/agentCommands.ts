@@ -12,6 +12,7 @@ import {
   createLogger,
   dataOption,
   durabilityOption,
+  exportOtlpOption,
   maxFrameOption,
   parseDuration,
   socketOption,
@@ -32,6 +33,7 @@ interface AgentFlags {
   maxFrame: number;
   abandonAfter: number;
   traceIdle: number;
+  exportOtlp: string[];
   durability: "full" | "normal";
 }
 
@@ -47,6 +49,7 @@ export function agentCommand(): Command {
     .addOption(maxFrameOption())
     .addOption(abandonOption())
     .addOption(traceIdleOption())
+    .addOption(exportOtlpOption())
     .addOption(durabilityOption())
     // Options after `status`/`stop` belong to them, not to `agent`.
     .enablePositionalOptions()
@@ -62,6 +65,7 @@ export function agentCommand(): Command {
           maxFrame: flags.maxFrame,
           abandonAfterMs: flags.abandonAfter,
           traceIdleMs: flags.traceIdle,
+          exportOtlp: flags.exportOtlp,
           durability: flags.durability,
           ...(flags.tcp ? { tcp: flags.tcp } : {}),
           ...(httpHost !== undefined ? { opsHttp: { host: httpHost, port: httpPort as number } } : {}),
@@ -150,6 +154,7 @@ async function daemonize(flags: AgentFlags): Promise<void> {
     `${flags.abandonAfter}ms`,
     "--trace-idle",
     `${flags.traceIdle}ms`,
+    ...flags.exportOtlp.flatMap((url) => ["--export-otlp", url]),
     "--durability",
     flags.durability,
     ...(flags.tcp ? ["--tcp", flags.tcp] : []),

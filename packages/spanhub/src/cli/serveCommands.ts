@@ -8,6 +8,7 @@ import {
   createLogger,
   dataOption,
   durabilityOption,
+  exportOtlpOption,
   hostOption,
   isLoopback,
   maxFrameOption,
@@ -27,6 +28,7 @@ interface ServeFlags {
   maxFrame: number;
   abandonAfter: number;
   traceIdle: number;
+  exportOtlp?: string[];
   durability: "full" | "normal";
 }
 
@@ -35,6 +37,7 @@ export function upCommand(): Command {
     .description("run the agent and the hub in one process on embedded SQLite (or the hub over a running agent's data)")
     .addOption(socketOption())
     .option("--tcp <host:port>", "also accept agent connections on TCP (Scout agents default to 127.0.0.1:6590)")
+    .addOption(exportOtlpOption())
     .action(async (flags: ServeFlags, command: Command) => {
       checkToken(flags);
       const dataGiven = command.getOptionValueSource("data") !== "default" || Boolean(process.env.SPANHUB_DATA);
@@ -94,7 +97,13 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
     abandonAfterMs: flags.abandonAfter,
     traceIdleMs: flags.traceIdle,
     durability: flags.durability,
-    ...(parts.agent ? { socket: resolve(flags.socket), ...(flags.tcp ? { tcp: flags.tcp } : {}) } : {}),
+    ...(parts.agent
+      ? {
+          socket: resolve(flags.socket),
+          ...(flags.tcp ? { tcp: flags.tcp } : {}),
+          ...(flags.exportOtlp?.length ? { exportOtlp: flags.exportOtlp } : {}),
+        }
+      : {}),
     ...(parts.hub
       ? { hub: { host: flags.host, port: flags.port, ...(flags.token ? { token: flags.token } : {}) } }
       : {}),

@@ -5,6 +5,7 @@ import { AgentLock, readAgentInfo } from "../agent/agentLock.js";
 import { AgentServer, socketAnswers } from "../agent/agentServer.js";
 import { ensurePrivateDir } from "../agent/privateDir.js";
 import { VERSION } from "../config.js";
+import { OtlpExporter } from "../export/otlpExporter.js";
 import { buildHubApp } from "../hub/hubApp.js";
 import { buildOtlpApp } from "../hub/otlpRoutes.js";
 import { AbandonSweeper } from "../ingest/abandonSweeper.js";
@@ -32,6 +33,8 @@ export interface SpanhubOptions {
   /** How long a trace's run stays open after its last span arrived (default 10 s). */
   traceIdleMs?: number;
   durability?: "full" | "normal";
+  /** Forward everything committed as OTLP/HTTP protobuf to these URLs. */
+  exportOtlp?: string[];
   /** Test hook: called before every group commit. */
   beforeCommit?: () => void;
 }
@@ -91,6 +94,12 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
       logger,
       options.beforeCommit ? { beforeCommit: options.beforeCommit } : {},
     );
+    if (options.exportOtlp?.length) {
+      const exporter = new OtlpExporter({ urls: options.exportOtlp, metrics, logger });
+      writer.onCommit((submissions) => exporter.committed(submissions));
+      // Closed after the writer's last commit (closers run in reverse), so that commit is sent too.
+      closers.push(() => exporter.close());
+    }
     closers.push(() => writer.flush());
     const running: RunningSpanhub = { dataDir: options.dataDir, store, metrics, close };
     const startedAt = new Date().toISOString();
