@@ -1,4 +1,5 @@
 import * as ingest from "./ingest.js";
+import * as otlp from "./otlp.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
 
@@ -9,6 +10,7 @@ import { type BenchModule, formatTable } from "./table.js";
  */
 const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["ingest", ingest],
+  ["otlp", otlp],
   ["sdk", sdk],
 ];
 
