@@ -139,7 +139,7 @@ function recordRequests(count: number): ReadableSpan[] {
         ),
       );
     }
-    SPANS.forEach((shape, index) => made[index]?.end(t0 + shape.end / 1000));
+    for (const [index, shape] of SPANS.entries()) made[index]?.end(t0 + shape.end / 1000);
   }
   return exporter.getFinishedSpans();
 }

@@ -5,7 +5,7 @@ import type { SpanEvent } from "../src/model/event.js";
 import { DecodeError } from "../src/protocols/jsonLines.js";
 import { decodeOtlpJson, decodeOtlpProtobuf, nanosToMicros } from "../src/protocols/otlp.js";
 import { ExportTraceServiceRequest } from "../src/protocols/otlpProto.js";
-import { recordSampleTrace } from "./otlpHelpers.js";
+import { recordSampleTrace, SAMPLE_QUERY_ATTRIBUTES } from "./otlpHelpers.js";
 
 const RECEIVED = 1_795_423_645_363_000;
 
@@ -29,15 +29,7 @@ describe("OTLP decoding", () => {
       events.filter((event): event is SpanEvent => event.kind === "span").map((event) => [event.name, event]),
     );
     const query = byName.get("db.query");
-    assert.deepEqual(query?.tags, {
-      "db.statement": "SELECT 1",
-      rows: 42,
-      ratio: 0.25,
-      cached: false,
-      "ids.list": [1, 2, 3],
-      "names.list": ["a", "b"],
-      "service.name": "checkout",
-    });
+    assert.deepEqual(query?.tags, { ...SAMPLE_QUERY_ATTRIBUTES, "service.name": "checkout" });
     assert.equal(query?.spanKind, "client");
     assert.equal(query?.status, "failed");
     assert.deepEqual(

@@ -89,17 +89,7 @@ describe("OTLP export: Scout frames into an agent, forwarded to a second spanhub
   before(async () => {
     hubB = await startCli(["hub", "--data", sideB.data, "--port", "0"]);
     const exportTo = `${hubB.url}/v1/traces`;
-    upA = await startCli([
-      "up",
-      "--data",
-      sideA.data,
-      "--socket",
-      sideA.socket,
-      "--port",
-      "0",
-      "--export-otlp",
-      exportTo,
-    ]);
+    upA = await startExportingUp(sideA, exportTo);
     agentC = await startCli([
       "agent",
       "--data",
@@ -195,17 +185,7 @@ describe("OTLP export retries", () => {
     const sideA = tempHome();
     const sideB = tempHome();
     const port = await freePort();
-    const upA = await startCli([
-      "up",
-      "--data",
-      sideA.data,
-      "--socket",
-      sideA.socket,
-      "--port",
-      "0",
-      "--export-otlp",
-      `http://127.0.0.1:${port}/v1/traces`,
-    ]);
+    const upA = await startExportingUp(sideA, `http://127.0.0.1:${port}/v1/traces`);
     let hubB: SpanhubProcess | undefined;
     try {
       const client = await FrameClient.open(sideA.socket);
@@ -229,6 +209,11 @@ describe("OTLP export retries", () => {
     }
   });
 });
+
+/** `spanhub up` in the home's directories, forwarding to `url`. */
+function startExportingUp(home: ReturnType<typeof tempHome>, url: string): Promise<SpanhubProcess> {
+  return startCli(["up", "--data", home.data, "--socket", home.socket, "--port", "0", "--export-otlp", url]);
+}
 
 /** A port nothing listens on (taken from the OS, then released). */
 function freePort(): Promise<number> {

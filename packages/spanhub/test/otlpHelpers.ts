@@ -18,6 +18,16 @@ export function tracerProvider(processors: SpanProcessor[], service = "checkout"
   });
 }
 
+/** The sample's database span attributes: one of every attribute type. */
+export const SAMPLE_QUERY_ATTRIBUTES = {
+  "db.statement": "SELECT 1",
+  rows: 42,
+  ratio: 0.25,
+  cached: false,
+  "ids.list": [1, 2, 3],
+  "names.list": ["a", "b"],
+};
+
 /**
  * A request as an instrumented app records it: a server span with a nested handler, a
  * database call with attributes of every type, an event, an exception and an error
@@ -29,14 +39,7 @@ export function sampleTrace(tracer: Tracer): string {
     tracer.startActiveSpan("handler", (handler) => {
       const query = tracer.startSpan("db.query", {
         kind: SpanKind.CLIENT,
-        attributes: {
-          "db.statement": "SELECT 1",
-          rows: 42,
-          ratio: 0.25,
-          cached: false,
-          "ids.list": [1, 2, 3],
-          "names.list": ["a", "b"],
-        },
+        attributes: SAMPLE_QUERY_ATTRIBUTES,
       });
       query.addEvent("retrying", { attempt: 2 });
       query.recordException(new TypeError("connection reset"));

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import { nowMicros } from "../model/time.js";
 import type { Store } from "../store/store.js";
 import type { EventWriter } from "./eventWriter.js";
-import { Periodic, sweepInterval } from "./periodic.js";
+import { Sweeper } from "./sweeper.js";
 
 const BATCH_RETENTION_MS = 24 * 3600 * 1000;
 
@@ -12,24 +12,14 @@ const BATCH_RETENTION_MS = 24 * 3600 * 1000;
  * closed connection alone proves nothing, since writers reconnect. Also forgets
  * batch ids older than a day.
  */
-export class AbandonSweeper {
-  private readonly periodic: Periodic;
-
+export class AbandonSweeper extends Sweeper {
   constructor(
-    private readonly store: Store,
-    private readonly writer: EventWriter,
-    private readonly logger: Logger,
+    store: Store,
+    writer: EventWriter,
+    logger: Logger,
     private readonly abandonAfterMs: number,
   ) {
-    this.periodic = new Periodic(() => this.sweep(), sweepInterval(abandonAfterMs));
-  }
-
-  start(): void {
-    this.periodic.start();
-  }
-
-  stop(): Promise<void> {
-    return this.periodic.stop();
+    super(store, writer, logger, abandonAfterMs);
   }
 
   async sweep(): Promise<number> {

@@ -3,7 +3,7 @@ import type { RunEndEvent } from "../model/event.js";
 import { nowMicros } from "../model/time.js";
 import type { Store } from "../store/store.js";
 import type { EventWriter } from "./eventWriter.js";
-import { Periodic, sweepInterval } from "./periodic.js";
+import { Sweeper } from "./sweeper.js";
 
 /** The `reason` of a run ended by this sweeper. */
 export const TRACE_IDLE_REASON = "trace_idle";
@@ -13,24 +13,14 @@ export const TRACE_IDLE_REASON = "trace_idle";
  * run with `endOnIdle`) once nothing arrived for `idleMs`. The run ends when and as its
  * root span did: its end time, status and error. Spans arriving later are kept as late.
  */
-export class TraceIdleSweeper {
-  private readonly periodic: Periodic;
-
+export class TraceIdleSweeper extends Sweeper {
   constructor(
-    private readonly store: Store,
-    private readonly writer: EventWriter,
-    private readonly logger: Logger,
+    store: Store,
+    writer: EventWriter,
+    logger: Logger,
     private readonly idleMs: number,
   ) {
-    this.periodic = new Periodic(() => this.sweep(), sweepInterval(idleMs));
-  }
-
-  start(): void {
-    this.periodic.start();
-  }
-
-  stop(): Promise<void> {
-    return this.periodic.stop();
+    super(store, writer, logger, idleMs);
   }
 
   async sweep(): Promise<number> {

@@ -1,4 +1,5 @@
 import {
+  type RunEndEvent,
   type RunEvent,
   type RunStartEvent,
   runEndStatus,
@@ -168,17 +169,7 @@ function spanToEvents(span: OtlpSpan, context: SpanContext, events: RunEvent[]):
   const fromSpanhub = spanhub[SPANHUB_ATTRIBUTES.runId] !== undefined;
 
   if (spanhub[SPANHUB_ATTRIBUTES.runSpan] === true) {
-    events.push(runStartOf(runId, startTime, context, spanhub, tags));
-    events.push(
-      dropUndefined({
-        kind: "run_end",
-        runId,
-        time: endTime,
-        ...runEndStatus(spanhub[SPANHUB_ATTRIBUTES.runStatus]),
-        reason: stringOf(spanhub[SPANHUB_ATTRIBUTES.runReason]),
-        error: status.error,
-      }),
-    );
+    events.push(runStartOf(runId, startTime, context, spanhub, tags), runEndOf(runId, endTime, spanhub, status.error));
     return;
   }
 
@@ -196,15 +187,7 @@ function spanToEvents(span: OtlpSpan, context: SpanContext, events: RunEvent[]):
       ...runStartOf(runId, startTime, context, spanhub, runTags),
       ...(explicitEnd ? {} : { endOnIdle: true }),
     });
-    if (explicitEnd)
-      events.push(
-        dropUndefined({
-          kind: "run_end",
-          runId,
-          time: endTime,
-          ...runEndStatus(spanhub[SPANHUB_ATTRIBUTES.runStatus]),
-        }),
-      );
+    if (explicitEnd) events.push(runEndOf(runId, endTime, spanhub, status.error));
   }
   // Each span keeps its own service (a trace may cross several); spanhub's exporter sends one per run.
   if (!fromSpanhub && context.service !== undefined) tags[SERVICE_NAME] ??= context.service;
@@ -247,6 +230,17 @@ function runStartOf(runId: string, time: Micros, context: SpanContext, spanhub: 
     pid: typeof pid === "number" ? pid : undefined,
     parentRunId: stringOf(spanhub[SPANHUB_ATTRIBUTES.runParentRunId]),
     parentSpanId: stringOf(spanhub[SPANHUB_ATTRIBUTES.runParentSpanId]),
+  });
+}
+
+function runEndOf(runId: string, time: Micros, spanhub: Tags, error: SpanError | undefined): RunEndEvent {
+  return dropUndefined({
+    kind: "run_end",
+    runId,
+    time,
+    ...runEndStatus(spanhub[SPANHUB_ATTRIBUTES.runStatus]),
+    reason: stringOf(spanhub[SPANHUB_ATTRIBUTES.runReason]),
+    error,
   });
 }
 
