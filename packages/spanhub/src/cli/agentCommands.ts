@@ -13,6 +13,7 @@ import {
   dataOption,
   durabilityOption,
   exportOtlpOption,
+  isLoopback,
   maxFrameOption,
   parseDuration,
   socketOption,
@@ -193,9 +194,14 @@ function chosenSocket(command: Command): string {
 /** OTLP/HTTP's usual port, on loopback. */
 const DEFAULT_OTLP_HTTP = "127.0.0.1:4318";
 
+/** The `--otlp-http` address; loopback only, since the agent has no token to guard what it stores. */
 function otlpAddress(flag: string | true | undefined): { host: string; port: number } | undefined {
   if (flag === undefined) return undefined;
   const [host, port] = splitAddress(flag === true ? DEFAULT_OTLP_HTTP : flag);
+  if (!isLoopback(host))
+    throw new Error(
+      `--otlp-http ${host} would take traces from beyond this machine without a token; bind loopback, or serve OTLP from \`spanhub hub --host ${host} --token ...\` (POST /v1/traces)`,
+    );
   return { host, port };
 }
 

@@ -97,13 +97,9 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
     abandonAfterMs: flags.abandonAfter,
     traceIdleMs: flags.traceIdle,
     durability: flags.durability,
-    ...(parts.agent
-      ? {
-          socket: resolve(flags.socket),
-          ...(flags.tcp ? { tcp: flags.tcp } : {}),
-          ...(flags.exportOtlp?.length ? { exportOtlp: flags.exportOtlp } : {}),
-        }
-      : {}),
+    ...(parts.agent ? { socket: resolve(flags.socket), ...(flags.tcp ? { tcp: flags.tcp } : {}) } : {}),
+    // Every process forwards what it commits itself (a hub beside a running agent takes HTTP and OTLP).
+    ...(flags.exportOtlp?.length ? { exportOtlp: flags.exportOtlp } : {}),
     ...(parts.hub
       ? { hub: { host: flags.host, port: flags.port, ...(flags.token ? { token: flags.token } : {}) } }
       : {}),
