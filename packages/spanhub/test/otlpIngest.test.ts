@@ -153,6 +153,7 @@ describe("OTLP/HTTP into a real spanhub up", () => {
 
     const wrongType = await post(good, "text/csv");
     assert.equal(wrongType.status, 415);
+    assert.match(((await wrongType.json()) as { message: string }).message, /send application\/x-protobuf/);
 
     const oversized = await post(Buffer.alloc(MAX_BODY + 1), "application/x-protobuf");
     assert.equal(oversized.status, 413);

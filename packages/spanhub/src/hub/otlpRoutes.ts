@@ -60,7 +60,11 @@ export function otlpRoutes(options: OtlpRouteOptions): FastifyPluginAsync {
       const status = error.statusCode ?? 500;
       if (status >= 500 && !(error instanceof OtlpHttpError)) logger.error({ err: error }, "OTLP request failed");
       if (status === 503 || status === 429) reply.header("retry-after", String(RETRY_AFTER_SECONDS));
-      return sendRpcStatus(request, reply, status, error.message);
+      const message =
+        status === 415 && !(error instanceof OtlpHttpError)
+          ? `Content-Type "${request.headers["content-type"] ?? ""}" is not OTLP; send ${PROTOBUF} or ${JSON_TYPE}`
+          : error.message;
+      return sendRpcStatus(request, reply, status, message);
     });
 
     scope.post("/v1/traces", { bodyLimit: maxBodyBytes }, async (request, reply) => {
