@@ -4,7 +4,13 @@ import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { readFixture } from "./helpers.js";
+import pino from "pino";
+import { OtlpExporter } from "../src/export/otlpExporter.js";
+import { buildOtlpApp } from "../src/hub/otlpRoutes.js";
+import { EventWriter } from "../src/ingest/eventWriter.js";
+import { Metrics } from "../src/observability/metrics.js";
+import { createStore } from "../src/store/createStore.js";
+import { readFixture, span, T0 } from "./helpers.js";
 import { sampleTrace, tracerProvider } from "./otlpHelpers.js";
 import {
   FrameClient,
@@ -206,6 +212,45 @@ describe("OTLP export retries", () => {
       await hubB?.stop();
       sideA.cleanup();
       sideB.cleanup();
+    }
+  });
+});
+
+describe("OTLP export limits", () => {
+  it("counts spans dropped by a full queue, a refusing destination and shutdown", async () => {
+    const metrics = new Metrics();
+    const logger = pino({ level: "silent" });
+    // spanhub's own OTLP endpoint with a tiny body limit refuses every batch with 413 (not retryable).
+    const home = tempHome();
+    const store = createStore({ dataDir: home.data });
+    const writer = new EventWriter(store, metrics, logger);
+    const server = buildOtlpApp({ writer, metrics, logger, maxBodyBytes: 16 });
+    await server.listen({ host: "127.0.0.1", port: 0 });
+    const address = server.server.address();
+    const refusing = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}/v1/traces`;
+    const down = `http://127.0.0.1:${await freePort()}/v1/traces`;
+    const exporter = new OtlpExporter({ urls: [refusing, down], metrics, logger, maxQueueSpans: 4, flushDelayMs: 10 });
+    try {
+      exporter.committed([
+        { events: Array.from({ length: 6 }, (_, index) => span("run-1", `s${index}`, null, T0, T0 + 10)) },
+      ]);
+      const dropped = async (destination: string, reason: string) =>
+        (await metrics.exportDropped.get()).values.find(
+          (value) => value.labels.destination === destination && value.labels.reason === reason,
+        )?.value;
+      assert.equal(await dropped(refusing, "queue_full"), 2);
+      assert.equal(await dropped(down, "queue_full"), 2);
+      await waitFor(async () => ((await dropped(refusing, "rejected")) === 4 ? true : undefined), "the refusal");
+      await waitFor(
+        async () => ((await metrics.exportRetries.get()).values.some((value) => value.value > 0) ? true : undefined),
+        "a retry of the unreachable destination",
+      );
+      await exporter.close(100);
+      assert.equal(await dropped(down, "retries_exhausted"), 4, "what was still being retried at shutdown");
+    } finally {
+      await server.close();
+      await store.close();
+      home.cleanup();
     }
   });
 });
