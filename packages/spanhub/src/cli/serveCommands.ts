@@ -127,7 +127,7 @@ function checkToken(flags: ServeFlags): void {
 
 function printAndWait(running: RunningSpanhub, sharedSocket: string | undefined): void {
   const lines = ["spanhub is up"];
-  if (running.url) lines.push(`  hub:    ${running.url}`);
+  if (running.url) lines.push(`  hub:    ${running.url}`, `  otlp:   ${running.url}/v1/traces`);
   if (running.socket ?? sharedSocket) lines.push(`  agent:  ${running.socket ?? sharedSocket}`);
   if (running.tcp) lines.push(`  tcp:    ${running.tcp}`);
   lines.push(`  data:   ${running.dataDir}`);
