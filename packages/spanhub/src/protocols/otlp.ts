@@ -197,23 +197,25 @@ function spanToEvents(span: OtlpSpan, context: SpanContext, events: RunEvent[]):
   const rpcMethod = stringOf(tags[RPC_METHOD]);
   if (rpcService !== undefined) delete tags[RPC_SERVICE];
   if (rpcMethod !== undefined) delete tags[RPC_METHOD];
-  const event: SpanEvent = dropUndefined({
+  // Built field by field rather than through dropUndefined: `delete` would slow every later use of the object.
+  const event: SpanEvent = {
     kind: "span",
     runId,
     spanId: stringOf(spanhub[SPANHUB_ATTRIBUTES.spanId]) ?? otlpSpanId,
     parentId,
-    name: span.name || undefined,
-    spanKind: stringOf(spanhub[SPANHUB_ATTRIBUTES.spanKind]) ?? KIND_NAMES[span.kind ?? 0],
-    tags: isEmptyObject(tags) ? undefined : tags,
-    rpcService,
-    rpcMethod,
-    logs: logs.length > 0 ? logs : undefined,
     startTime,
     time: endTime,
-    status: status.status,
-    unknownStatus: status.unknownStatus,
-    error: status.error,
-  });
+  };
+  if (span.name) event.name = span.name;
+  const spanKind = stringOf(spanhub[SPANHUB_ATTRIBUTES.spanKind]) ?? KIND_NAMES[span.kind ?? 0];
+  if (spanKind !== undefined) event.spanKind = spanKind;
+  if (!isEmptyObject(tags)) event.tags = tags;
+  if (rpcService !== undefined) event.rpcService = rpcService;
+  if (rpcMethod !== undefined) event.rpcMethod = rpcMethod;
+  if (logs.length > 0) event.logs = logs;
+  if (status.status !== undefined) event.status = status.status;
+  if (status.unknownStatus !== undefined) event.unknownStatus = status.unknownStatus;
+  if (status.error !== undefined) event.error = status.error;
   events.push(event);
 }
 
