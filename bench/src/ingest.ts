@@ -240,7 +240,7 @@ export async function endToEnd(setting: Setting, agentArgs: string[] = []): Prom
   }
 }
 
-interface Server {
+export interface Server {
   pid: number;
   /** Rejects if the agent exits before `stop()`. */
   died: Promise<never>;
@@ -252,10 +252,10 @@ interface Server {
   kill(): Promise<void>;
 }
 
-async function startServer(data: string, socket: string, agentArgs: string[]): Promise<Server> {
+export async function startServer(data: string, socket: string, extraArgs: string[] = []): Promise<Server> {
   const profile = CPU_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROFILE_DIR}`] : [];
   if (CPU_PROFILE_DIR) mkdirSync(CPU_PROFILE_DIR, { recursive: true });
-  const args = [...profile, CLI, "up", "--data", data, "--socket", socket, "--port", "0", ...AGENT_ARGS, ...agentArgs];
+  const args = [...profile, CLI, "up", "--data", data, "--socket", socket, "--port", "0", ...AGENT_ARGS, ...extraArgs];
   const child = spawn(process.execPath, args, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, SPANHUB_LOG_LEVEL: process.env.SPANHUB_LOG_LEVEL ?? "warn" },
@@ -405,7 +405,7 @@ function rawCeiling(spans: number): RawCeiling {
   }
 }
 
-function countRows(path: string, table: string): number {
+export function countRows(path: string, table: string): number {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
     return db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;

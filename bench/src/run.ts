@@ -1,5 +1,6 @@
 import * as digest from "./digest.js";
 import * as ingest from "./ingest.js";
+import * as otlp from "./otlp.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
 
@@ -10,6 +11,7 @@ import { type BenchModule, formatTable } from "./table.js";
  */
 const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["ingest", ingest],
+  ["otlp", otlp],
   ["sdk", sdk],
   ["digest", digest],
 ];

@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 export const SPANS_PER_REQUEST = 10;
 export const TAGS_PER_SPAN = 5;
 
-interface SpanShape {
+export interface SpanShape {
   name: string;
   /** Index of the parent span in SPANS, null for the root. */
   parent: number | null;
@@ -42,7 +42,7 @@ const plainTags = (kind: string, detail: string, line: number): [string, unknown
 ];
 
 /** A small tree: a controller with middleware, queries, an outbound call and templates. */
-const SPANS: SpanShape[] = [
+export const SPANS: SpanShape[] = [
   { name: "Controller/users.show", parent: null, start: 0, end: 10_000, tags: plainTags("controller", "show", 12) },
   { name: "Middleware/auth", parent: 0, start: 100, end: 1_200, tags: plainTags("middleware", "session", 20) },
   {
@@ -75,7 +75,7 @@ const SPANS: SpanShape[] = [
 
 /** Children before parents: the order in which the spans stopped. */
 const STOP_ORDER = SPANS.map((_, index) => index).sort((a, b) => (SPANS[a]?.end ?? 0) - (SPANS[b]?.end ?? 0));
-const REQUEST_MICROS = Math.max(...SPANS.map((span) => span.end));
+export const REQUEST_MICROS = Math.max(...SPANS.map((span) => span.end));
 
 /** Each span's tags as `,"tag":"K","value":V` fragments, and as the JSON object a store row keeps. */
 const TAG_FRAGMENTS = SPANS.map((span) =>

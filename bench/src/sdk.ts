@@ -731,7 +731,8 @@ function sleep(ms: number): Promise<void> {
   return new Promise((done) => setTimeout(done, ms));
 }
 
-function positiveInt(name: string, fallback: number): number {
+/** A positive integer from the environment, else the fallback. */
+export function positiveInt(name: string, fallback: number): number {
   const value = Number(process.env[name]);
   return Number.isInteger(value) && value > 0 ? value : fallback;
 }

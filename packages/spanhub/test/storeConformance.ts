@@ -793,6 +793,22 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         await submit([spanStart("old", "s", null, T0 + 5)]);
         assert.deepEqual(await store.findIdleRuns(now, 10), ["new"], "a new event makes a run busy again");
       });
+
+      it("finds the quiet ones among runs whose start asked to end once quiet", async () => {
+        await submit([
+          span("trace", "root", null, T0, T0 + 5),
+          runStart("trace", T0, { endOnIdle: true }),
+          span("trace", "child", "root", T0 + 1, T0 + 2),
+        ]);
+        await submit([runStart("plain", T0), runStart("ended", T0, { endOnIdle: true }), runEnd("ended", T0 + 9)]);
+        await sleep(20);
+        const now = nowMicros();
+        await submit([runStart("busy", T0, { endOnIdle: true })]);
+        assert.deepEqual(await store.findIdleRunsEndingOnIdle(now, 10), ["trace"]);
+        assert.deepEqual(await store.findIdleRunsEndingOnIdle(now, 0), []);
+        await submit([span("trace", "late", "root", T0 + 3, T0 + 4)]);
+        assert.deepEqual(await store.findIdleRunsEndingOnIdle(now, 10), [], "a new span makes the trace busy again");
+      });
     });
 
     describe("change token", () => {

@@ -13,10 +13,13 @@ import {
   createLogger,
   dataOption,
   durabilityOption,
+  exportOtlpOption,
   foldOption,
+  isLoopback,
   maxFrameOption,
   parseDuration,
   socketOption,
+  traceIdleOption,
 } from "./options.js";
 import { stopOnSignals, testHooks } from "./serveCommands.js";
 
@@ -28,9 +31,12 @@ interface AgentFlags {
   socket: string;
   tcp?: string;
   http?: string;
+  otlpHttp?: string | true;
   daemonize?: boolean;
   maxFrame: number;
   abandonAfter: number;
+  traceIdle: number;
+  exportOtlp: string[];
   durability: "full" | "normal";
   fold: FoldMode;
 }
@@ -42,9 +48,12 @@ export function agentCommand(): Command {
     .addOption(socketOption())
     .option("--tcp <host:port>", "also listen on TCP (Scout agents default to 127.0.0.1:6590)")
     .option("--http <host:port>", "serve /healthz and /metrics")
+    .option("--otlp-http [host:port]", `take OTLP/HTTP traces at POST /v1/traces (alone: ${DEFAULT_OTLP_HTTP})`)
     .option("--daemonize", "detach: own session, output to <data>/agent.log; exits once the agent answers")
     .addOption(maxFrameOption())
     .addOption(abandonOption())
+    .addOption(traceIdleOption())
+    .addOption(exportOtlpOption())
     .addOption(durabilityOption())
     .addOption(foldOption())
     // Options after `status`/`stop` belong to them, not to `agent`.
@@ -52,6 +61,7 @@ export function agentCommand(): Command {
     .action(async (flags: AgentFlags) => {
       if (flags.daemonize) return daemonize(flags);
       const [httpHost, httpPort] = flags.http ? splitAddress(flags.http) : [];
+      const otlpHttp = otlpAddress(flags.otlpHttp);
       try {
         const running = await startSpanhub({
           dataDir: resolve(flags.data),
@@ -59,14 +69,17 @@ export function agentCommand(): Command {
           logger: createLogger(),
           maxFrame: flags.maxFrame,
           abandonAfterMs: flags.abandonAfter,
+          traceIdleMs: flags.traceIdle,
+          exportOtlp: flags.exportOtlp,
           durability: flags.durability,
           fold: flags.fold,
           ...(flags.tcp ? { tcp: flags.tcp } : {}),
           ...(httpHost !== undefined ? { opsHttp: { host: httpHost, port: httpPort as number } } : {}),
+          ...(otlpHttp ? { otlpHttp } : {}),
           ...testHooks(),
         });
         process.stdout.write(
-          `spanhub agent ${process.pid} on ${running.socket}${running.tcp ? ` and tcp ${running.tcp}` : ""}${running.opsUrl ? `, ${running.opsUrl}/metrics` : ""}, data ${running.dataDir}\n`,
+          `spanhub agent ${process.pid} on ${running.socket}${running.tcp ? ` and tcp ${running.tcp}` : ""}${running.opsUrl ? `, ${running.opsUrl}/metrics` : ""}${running.otlpUrl ? `, OTLP ${running.otlpUrl}/v1/traces` : ""}, data ${running.dataDir}\n`,
         );
         stopOnSignals(running);
       } catch (error) {
@@ -145,12 +158,16 @@ async function daemonize(flags: AgentFlags): Promise<void> {
     String(flags.maxFrame),
     "--abandon-after",
     `${flags.abandonAfter}ms`,
+    "--trace-idle",
+    `${flags.traceIdle}ms`,
+    ...flags.exportOtlp.flatMap((url) => ["--export-otlp", url]),
     "--durability",
     flags.durability,
     "--fold",
     flags.fold,
     ...(flags.tcp ? ["--tcp", flags.tcp] : []),
     ...(flags.http ? ["--http", flags.http] : []),
+    ...(flags.otlpHttp ? ["--otlp-http", flags.otlpHttp === true ? DEFAULT_OTLP_HTTP : flags.otlpHttp] : []),
   ];
   const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", log, log] });
   child.unref();
@@ -179,6 +196,20 @@ function chosenSocket(command: Command): string {
   const own = command.getOptionValueSource("socket") !== "default";
   const fromParent = parent !== null && parent.getOptionValueSource("socket") !== "default";
   return resolve(own || !fromParent ? command.opts().socket : parent.opts().socket);
+}
+
+/** OTLP/HTTP's usual port, on loopback. */
+const DEFAULT_OTLP_HTTP = "127.0.0.1:4318";
+
+/** The `--otlp-http` address; loopback only, since the agent has no token to guard what it stores. */
+function otlpAddress(flag: string | true | undefined): { host: string; port: number } | undefined {
+  if (flag === undefined) return undefined;
+  const [host, port] = splitAddress(flag === true ? DEFAULT_OTLP_HTTP : flag);
+  if (!isLoopback(host))
+    throw new Error(
+      `--otlp-http ${host} would take traces from beyond this machine without a token; bind loopback, or serve OTLP from \`spanhub hub --host ${host} --token ...\` (POST /v1/traces)`,
+    );
+  return { host, port };
 }
 
 function splitAddress(text: string): [string, number] {

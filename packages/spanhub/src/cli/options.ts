@@ -24,6 +24,17 @@ export const abandonOption = () =>
   new Option("--abandon-after <duration>", "mark a run crashed (abandoned) after this long without events")
     .default(30 * 60_000, "30m")
     .argParser(parseDuration);
+export const traceIdleOption = () =>
+  new Option(
+    "--trace-idle <duration>",
+    "end an OpenTelemetry trace's run this long after its root ended and it went quiet",
+  )
+    .default(10_000, "10s")
+    .argParser(parseDuration);
+export const exportOtlpOption = () =>
+  new Option("--export-otlp <url>", "forward everything stored as OTLP/HTTP protobuf to this URL (repeatable)")
+    .default([], "none")
+    .argParser(collectUrl);
 export const durabilityOption = () =>
   new Option("--durability <mode>", "full: acknowledged data survives power loss; normal: process crashes only")
     .choices(["full", "normal"])
@@ -49,6 +60,17 @@ export function parseDuration(text: string): number {
   const ms = parseDurationMs(text);
   if (ms === undefined) throw new InvalidArgumentError("write a duration like 250ms, 30s, 5m or 1h30m");
   return ms;
+}
+
+function collectUrl(text: string, previous: string[]): string[] {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new InvalidArgumentError("write a URL like http://127.0.0.1:4318/v1/traces");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new InvalidArgumentError("an http(s) URL");
+  return [...previous, text];
 }
 
 function parseBytes(text: string): number {

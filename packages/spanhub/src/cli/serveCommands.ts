@@ -9,6 +9,7 @@ import {
   createLogger,
   dataOption,
   durabilityOption,
+  exportOtlpOption,
   foldOption,
   hostOption,
   isLoopback,
@@ -16,6 +17,7 @@ import {
   portOption,
   socketOption,
   tokenOption,
+  traceIdleOption,
 } from "./options.js";
 
 interface ServeFlags {
@@ -27,6 +29,8 @@ interface ServeFlags {
   token?: string;
   maxFrame: number;
   abandonAfter: number;
+  traceIdle: number;
+  exportOtlp?: string[];
   durability: "full" | "normal";
   fold: FoldMode;
 }
@@ -36,6 +40,7 @@ export function upCommand(): Command {
     .description("run the agent and the hub in one process on embedded SQLite (or the hub over a running agent's data)")
     .addOption(socketOption())
     .option("--tcp <host:port>", "also accept agent connections on TCP (Scout agents default to 127.0.0.1:6590)")
+    .addOption(exportOtlpOption())
     .action(async (flags: ServeFlags, command: Command) => {
       checkToken(flags);
       const dataGiven = command.getOptionValueSource("data") !== "default" || Boolean(process.env.SPANHUB_DATA);
@@ -62,6 +67,7 @@ function withHubOptions(command: Command): Command {
     .addOption(tokenOption())
     .addOption(maxFrameOption())
     .addOption(abandonOption())
+    .addOption(traceIdleOption())
     .addOption(durabilityOption())
     .addOption(foldOption());
 }
@@ -93,9 +99,12 @@ function baseOptions(flags: ServeFlags, parts: { hub: boolean; agent: boolean })
     logger: createLogger(),
     maxFrame: flags.maxFrame,
     abandonAfterMs: flags.abandonAfter,
+    traceIdleMs: flags.traceIdle,
     durability: flags.durability,
     fold: flags.fold,
     ...(parts.agent ? { socket: resolve(flags.socket), ...(flags.tcp ? { tcp: flags.tcp } : {}) } : {}),
+    // Every process forwards what it commits itself (a hub beside a running agent takes HTTP and OTLP).
+    ...(flags.exportOtlp?.length ? { exportOtlp: flags.exportOtlp } : {}),
     ...(parts.hub
       ? { hub: { host: flags.host, port: flags.port, ...(flags.token ? { token: flags.token } : {}) } }
       : {}),
@@ -123,7 +132,7 @@ function checkToken(flags: ServeFlags): void {
 
 function printAndWait(running: RunningSpanhub, sharedSocket: string | undefined): void {
   const lines = ["spanhub is up"];
-  if (running.url) lines.push(`  hub:    ${running.url}`);
+  if (running.url) lines.push(`  hub:    ${running.url}`, `  otlp:   ${running.url}/v1/traces`);
   if (running.socket ?? sharedSocket) lines.push(`  agent:  ${running.socket ?? sharedSocket}`);
   if (running.tcp) lines.push(`  tcp:    ${running.tcp}`);
   lines.push(`  data:   ${running.dataDir}`);

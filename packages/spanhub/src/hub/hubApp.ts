@@ -12,6 +12,7 @@ import { CursorError } from "../store/cursor.js";
 import type { RunQuery } from "../store/records.js";
 import type { Store } from "../store/store.js";
 import { ApiError, badRequest, conflict, notFound } from "./apiError.js";
+import { otlpRoutes } from "./otlpRoutes.js";
 import { runView, spanView } from "./views.js";
 
 export interface HubOptions {
@@ -81,6 +82,8 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
   });
 
   if (options.apiRoutes === false) return app;
+
+  app.register(otlpRoutes({ writer, metrics, logger: options.logger, maxBodyBytes: options.maxBodyBytes }));
 
   app.get("/api/v1/runs", async (request) => {
     const page = await store.listRuns(runQuery(request.query as Record<string, string | undefined>)).catch((error) => {

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { nowMicros } from "../model/time.js";
 import type { Store } from "../store/store.js";
 import type { EventWriter } from "./eventWriter.js";
+import { Sweeper } from "./sweeper.js";
 
 const BATCH_RETENTION_MS = 24 * 3600 * 1000;
 
@@ -11,30 +12,14 @@ const BATCH_RETENTION_MS = 24 * 3600 * 1000;
  * closed connection alone proves nothing, since writers reconnect. Also forgets
  * batch ids older than a day.
  */
-export class AbandonSweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-
+export class AbandonSweeper extends Sweeper {
   constructor(
-    private readonly store: Store,
-    private readonly writer: EventWriter,
-    private readonly logger: Logger,
+    store: Store,
+    writer: EventWriter,
+    logger: Logger,
     private readonly abandonAfterMs: number,
-  ) {}
-
-  start(): void {
-    const every = Math.max(50, Math.min(this.abandonAfterMs / 4, 60_000));
-    this.timer = setInterval(() => {
-      this.running ??= this.sweep().finally(() => {
-        this.running = undefined;
-      });
-    }, every);
-    this.timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  ) {
+    super(store, writer, logger, abandonAfterMs);
   }
 
   async sweep(): Promise<number> {

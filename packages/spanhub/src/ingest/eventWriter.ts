@@ -35,6 +35,7 @@ export class EventWriter {
   private scheduled = false;
   private readonly inFlight = new Set<Promise<void>>();
   private drainWaiters: (() => void)[] = [];
+  private readonly commitListeners: ((submissions: Submission[]) => void)[] = [];
   private readonly maxBatchEvents: number;
   private readonly maxBacklogEvents: number;
 
@@ -54,6 +55,14 @@ export class EventWriter {
       this.queuedEvents += submission.events.length;
       this.schedule();
     });
+  }
+
+  /**
+   * Calls `listener` after every durable commit with the submissions it applied
+   * (duplicates left out), in commit order: how exporters see everything stored.
+   */
+  onCommit(listener: (submissions: Submission[]) => void): void {
+    this.commitListeners.push(listener);
   }
 
   /** True when readers should pause until `whenDrained` resolves. */
@@ -108,6 +117,7 @@ export class EventWriter {
       const results = await this.store.append(group.map((pending) => pending.submission));
       this.recordCommit(group, results, events, started);
       for (const [index, pending] of group.entries()) pending.resolve(results[index] as SubmitResult);
+      if (this.commitListeners.length > 0) this.notifyCommitted(group, results);
     } catch (error) {
       if (group.length === 1) {
         this.metrics.commitFailures.inc();
@@ -117,6 +127,18 @@ export class EventWriter {
       }
       // One bad submission must not cost the others: retry each alone.
       for (const pending of group) await this.commit([pending], pending.submission.events.length);
+    }
+  }
+
+  private notifyCommitted(group: Pending[], results: SubmitResult[]): void {
+    const applied = group.filter((_, index) => !results[index]?.duplicate).map((pending) => pending.submission);
+    if (applied.length === 0) return;
+    for (const listener of this.commitListeners) {
+      try {
+        listener(applied);
+      } catch (error) {
+        this.logger.error({ err: error }, "a commit listener failed; the commit itself stands");
+      }
     }
   }
 

@@ -40,6 +40,11 @@ export interface RunStartEvent extends RunScoped {
   pid?: number;
   parentRunId?: string;
   parentSpanId?: string;
+  /**
+   * The run will get no end message (an OpenTelemetry trace, started by its root span):
+   * it ends once quiet for the trace idle period (see TraceIdleSweeper).
+   */
+  endOnIdle?: boolean;
 }
 
 export interface RunTagEvent extends RunScoped {

@@ -66,6 +66,31 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly exportedSpans = new Counter({
+    name: "spanhub_otlp_export_spans_total",
+    help: "Spans an --export-otlp destination accepted",
+    labelNames: ["destination"] as const,
+    registers: [this.registry],
+  });
+  readonly exportDropped = new Counter({
+    name: "spanhub_otlp_export_dropped_spans_total",
+    help: "Spans not forwarded to an --export-otlp destination, by reason (queue_full, rejected, retries_exhausted, unfinished_evicted, shutdown)",
+    labelNames: ["destination", "reason"] as const,
+    registers: [this.registry],
+  });
+  readonly exportRetries = new Counter({
+    name: "spanhub_otlp_export_retries_total",
+    help: "OTLP export requests retried after a network error or a retryable status",
+    labelNames: ["destination"] as const,
+    registers: [this.registry],
+  });
+  readonly exportQueueSpans = new Gauge({
+    name: "spanhub_otlp_export_queue_spans",
+    help: "Spans waiting to be sent to an --export-otlp destination",
+    labelNames: ["destination"] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

@@ -5,9 +5,12 @@ import { AgentLock, readAgentInfo } from "../agent/agentLock.js";
 import { AgentServer, socketAnswers } from "../agent/agentServer.js";
 import { ensurePrivateDir } from "../agent/privateDir.js";
 import { VERSION } from "../config.js";
+import { OtlpExporter } from "../export/otlpExporter.js";
 import { buildHubApp } from "../hub/hubApp.js";
+import { buildOtlpApp } from "../hub/otlpRoutes.js";
 import { AbandonSweeper } from "../ingest/abandonSweeper.js";
 import { EventWriter } from "../ingest/eventWriter.js";
+import { TraceIdleSweeper } from "../ingest/traceIdleSweeper.js";
 import { Metrics } from "../observability/metrics.js";
 import { createStore } from "../store/createStore.js";
 import type { FoldMode, Store } from "../store/store.js";
@@ -23,9 +26,15 @@ export interface SpanhubOptions {
   hub?: { host: string; port: number; token?: string };
   /** Serve only /healthz and /metrics here (a standalone agent's `--http`). */
   opsHttp?: { host: string; port: number };
+  /** Take OTLP/HTTP traces (`POST /v1/traces`) here (the agent's `--otlp-http`). */
+  otlpHttp?: { host: string; port: number };
   maxFrame: number;
   abandonAfterMs: number;
+  /** How long a trace's run stays open after its last span arrived (default 10 s). */
+  traceIdleMs?: number;
   durability?: "full" | "normal";
+  /** Forward everything committed as OTLP/HTTP protobuf to these URLs. */
+  exportOtlp?: string[];
   /** Test hook: called before every group commit. */
   beforeCommit?: () => void;
   /** Which digest work this process does (default all). */
@@ -38,10 +47,13 @@ export interface RunningSpanhub {
   tcp?: string;
   url?: string;
   opsUrl?: string;
+  otlpUrl?: string;
   store: Store;
   metrics: Metrics;
   close(): Promise<void>;
 }
+
+const DEFAULT_TRACE_IDLE_MS = 10_000;
 
 /** A live agent already owns the socket. */
 export class AgentRunningError extends Error {
@@ -86,6 +98,12 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
       logger,
       options.beforeCommit ? { beforeCommit: options.beforeCommit } : {},
     );
+    if (options.exportOtlp?.length) {
+      const exporter = new OtlpExporter({ urls: options.exportOtlp, metrics, logger });
+      writer.onCommit((submissions) => exporter.committed(submissions));
+      // Closed after the writer's last commit (closers run in reverse), so that commit is sent too.
+      closers.push(() => exporter.close());
+    }
     closers.push(() => writer.flush());
     const running: RunningSpanhub = { dataDir: options.dataDir, store, metrics, close };
     const startedAt = new Date().toISOString();
@@ -116,6 +134,9 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
     const sweeper = new AbandonSweeper(store, writer, logger, options.abandonAfterMs);
     sweeper.start();
     closers.push(() => sweeper.stop());
+    const traceSweeper = new TraceIdleSweeper(store, writer, logger, options.traceIdleMs ?? DEFAULT_TRACE_IDLE_MS);
+    traceSweeper.start();
+    closers.push(() => traceSweeper.stop());
     const http = options.hub ?? options.opsHttp;
     if (http) {
       const app: FastifyInstance = buildHubApp({
@@ -127,13 +148,15 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
         apiRoutes: options.hub !== undefined,
         ...(options.hub?.token ? { token: options.hub.token } : {}),
       });
-      await app.listen({ host: http.host, port: http.port });
+      const url = await listen(app, http);
       closers.push(() => app.close());
-      const address = app.server.address();
-      const port = typeof address === "object" && address ? address.port : http.port;
-      const url = `http://${http.host.includes(":") ? `[${http.host}]` : http.host}:${port}`;
       if (options.hub) running.url = url;
       else running.opsUrl = url;
+    }
+    if (options.otlpHttp) {
+      const otlpApp = buildOtlpApp({ writer, metrics, logger, maxBodyBytes: options.maxFrame });
+      running.otlpUrl = await listen(otlpApp, options.otlpHttp);
+      closers.push(() => otlpApp.close());
     }
     if (lock && options.socket)
       lock.publish({
@@ -150,6 +173,14 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
     await close();
     throw error;
   }
+}
+
+/** Listens and returns the URL, with the port the OS chose for port 0. */
+async function listen(app: FastifyInstance, at: { host: string; port: number }): Promise<string> {
+  await app.listen({ host: at.host, port: at.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : at.port;
+  return `http://${at.host.includes(":") ? `[${at.host}]` : at.host}:${port}`;
 }
 
 export function splitHostPort(text: string): [string, number] {

@@ -34,6 +34,11 @@ export interface Store {
   getDigest(runId: string): Promise<DigestRead | undefined>;
   /** Ids of running runs with no event since `before`, oldest first. */
   findIdleRuns(before: Micros, limit: number): Promise<string[]>;
+  /**
+   * Ids of running runs whose `run_start` asked to end once quiet (`endOnIdle`) and that
+   * had no event since `before`, oldest first.
+   */
+  findIdleRunsEndingOnIdle(before: Micros, limit: number): Promise<string[]>;
   /** Forgets batch ids committed before `before`. */
   pruneBatches(before: Micros): Promise<number>;
   /** A value that changes whenever any process commits to the store. */

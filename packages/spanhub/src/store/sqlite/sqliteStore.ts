@@ -67,6 +67,13 @@ export class SqliteStore implements Store {
       idleRuns: db
         .prepare("SELECT id FROM runs WHERE status = 'running' AND last_event_us < ? ORDER BY last_event_us LIMIT ?")
         .pluck(),
+      // The run_start that asked for it is usually the run's first event, so the EXISTS stops early.
+      idleRunsEndingOnIdle: db
+        .prepare(`SELECT id FROM runs r WHERE status = 'running' AND last_event_us < ?
+          AND EXISTS (SELECT 1 FROM events e WHERE e.rid = r.rid AND e.kind = 'run_start'
+                      AND json_extract(e.body, '$.endOnIdle') = 1)
+          ORDER BY last_event_us LIMIT ?`)
+        .pluck(),
       dataVersion: db.prepare("PRAGMA data_version").pluck(),
     };
   }
@@ -172,6 +179,10 @@ export class SqliteStore implements Store {
 
   async findIdleRuns(before: Micros, limit: number): Promise<string[]> {
     return this.statements.idleRuns.all(before, limit) as string[];
+  }
+
+  async findIdleRunsEndingOnIdle(before: Micros, limit: number): Promise<string[]> {
+    return this.statements.idleRunsEndingOnIdle.all(before, limit) as string[];
   }
 
   async changeToken(): Promise<string> {
