@@ -117,6 +117,50 @@ describe("OTLP/HTTP into a real spanhub up", () => {
     assert.equal(late.status, "ok");
   });
 
+  it("folds OpenTelemetry GenAI attributes into the digest's tokens and cost by model, sealed when the trace ends", async () => {
+    const provider = tracerProvider([new SimpleSpanProcessor(new ProtobufExporter({ url: `${hub.url}/v1/traces` }))]);
+    const tracer = provider.getTracer("spanhub-test");
+    const root = tracer.startSpan("agent.session");
+    const parent = trace.setSpan(context.active(), root);
+    for (const [model, input, output] of [
+      ["gpt-x", 1200, 300],
+      ["gpt-x", 800, 200],
+      ["claude-y", 500, 50],
+    ] as const) {
+      const call = tracer.startSpan("chat", {}, parent);
+      call.setAttributes({
+        "gen_ai.request.model": model,
+        "gen_ai.response.model": `${model}-2026`,
+        "gen_ai.usage.input_tokens": input,
+        "gen_ai.usage.output_tokens": output,
+        "gen_ai.usage.cost": input / 100_000,
+      });
+      call.end();
+    }
+    root.end();
+    await provider.shutdown();
+    const traceId = root.spanContext().traceId;
+    const { body } = await waitFor(async () => {
+      const read = await getJson(`${hub.url}/api/v1/runs/${traceId}/digest`);
+      return read.body?.digest?.sealed ? read : undefined;
+    }, "the trace's sealed digest");
+    assert.deepEqual(
+      body.digest.models.map((model: { model: string; calls: number; inputTokens: number; outputTokens: number }) => [
+        model.model,
+        model.calls,
+        model.inputTokens,
+        model.outputTokens,
+      ]),
+      [
+        ["gpt-x-2026", 2, 2000, 500],
+        ["claude-y-2026", 1, 500, 50],
+      ],
+    );
+    assert.equal(body.digest.totals.inputTokens, 2500);
+    assert.ok(Math.abs(body.digest.totals.costUsd - 0.025) < 1e-12);
+    assert.deepEqual(body.digest.outcome, { status: "ok", reason: "trace_idle" });
+  });
+
   it("answers a protobuf ExportTraceServiceResponse, and the same body sent again is not applied twice", async () => {
     const { spans, traceId } = recordSampleTrace();
     const body = ProtobufTraceSerializer.serializeRequest(spans) as Uint8Array;
