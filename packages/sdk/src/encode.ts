@@ -1,4 +1,4 @@
-import type { FrameWriter } from "./framing.js";
+import { type Encoded, encodeText, type FrameWriter } from "./framing.js";
 import { type Dialect, errorObject, outcomeTags, type RequestRecord, type SpanRecord, type Status } from "./records.js";
 import { isoMicros, isoMinutePrefix, microsIntoMinute } from "./time.js";
 
@@ -117,46 +117,45 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
   const id = request.id;
   w.begin();
   try {
-    w.bytes(B.batch);
+    w.encoded(B.batch);
     w.raw(id);
     w.raw("-");
     w.raw(`${request.batches + 1}`);
-    w.bytes(B.commands);
+    w.encoded(B.commands);
     const empty = w.length;
     let first = true;
-    // `{"request_id":"<id>"` once written, then repeated from there: `head` bytes at `headAt`.
-    let headAt = -1;
-    const head = (command: Uint8Array) => {
+    // `{"request_id":"<id>"` once written, then copied from `requestHead`.
+    let requestHead: Encoded | undefined;
+    const head = (command: Encoded) => {
       if (first) first = false;
       else w.byte(0x2c);
-      w.bytes(command);
-      if (headAt >= 0) w.repeat(headAt, headLength);
+      w.encoded(command);
+      if (requestHead) w.encoded(requestHead);
       else {
-        headAt = w.mark;
-        w.bytes(B.requestId);
+        const mark = w.mark;
+        w.encoded(B.requestId);
         w.raw(id);
         w.byte(0x22);
+        requestHead = w.encodedSince(mark);
       }
     };
-    const headLength = B.requestId.length + id.length + 1;
     // `,"span_id":"<id>` and so on, for each span command.
-    const spanHead = (command: Uint8Array, span: SpanRecord) => {
+    const spanHead = (command: Encoded, span: SpanRecord) => {
       head(command);
-      w.bytes(B.spanId);
-      w.raw(span.idPrefix);
-      w.hex10(span.idCounter);
+      w.encoded(B.spanId);
+      writeSpanId(w, span);
     };
     const requestTags = request.tags;
     request.tags = undefined;
     if (!request.startSent) {
       request.startSent = true;
       head(B.startRequest);
-      w.bytes(B.timestamp);
+      w.encoded(B.timestamp);
       writeTime(w, request.startMs);
-      w.bytes(B.name);
-      w.str(request.name);
+      w.encoded(B.name);
+      names.write(w, request.name);
       if (requestTags) {
-        w.bytes(B.tags);
+        w.encoded(B.tags);
         writeTags(w, requestTags);
       }
       const parent = request.parent;
@@ -198,15 +197,14 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
         span.startSent = true;
         spanHead(B.startSpan, span);
         const parent = span.parent;
-        if (parent === null) w.bytes(B.parentNull);
+        if (parent === null) w.encoded(B.parentNull);
         else {
-          w.bytes(B.parentId);
-          w.raw(parent.idPrefix);
-          w.hex10(parent.idCounter);
-          w.bytes(B.operation);
+          w.encoded(B.parentId);
+          writeSpanId(w, parent);
+          w.encoded(B.operation);
         }
-        w.str(span.name);
-        w.bytes(B.timestamp);
+        names.write(w, span.name);
+        w.encoded(B.timestamp);
         writeTime(w, span.startMs);
         if (span.kind !== undefined) {
           w.raw(',"kind":');
@@ -219,7 +217,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
           w.str(span.rpcMethod as string);
         }
         if (tags) {
-          w.bytes(B.tags);
+          w.encoded(B.tags);
           writeTags(w, tags);
         }
         w.byte(0x7d);
@@ -227,7 +225,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       } else if (tags) {
         spanHead(B.tagSpan, span);
         w.byte(0x22);
-        w.bytes(B.tags);
+        w.encoded(B.tags);
         writeTags(w, tags);
         w.byte(0x7d);
         w.byte(0x7d);
@@ -239,7 +237,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
           spanHead(B.logSpan, span);
           w.raw('","text":');
           w.str(entry.text);
-          w.bytes(B.timestamp);
+          w.encoded(B.timestamp);
           writeTime(w, entry.time);
           w.byte(0x7d);
           w.byte(0x7d);
@@ -249,7 +247,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       if (span.endMs !== undefined) {
         spanHead(B.stopSpan, span);
         w.byte(0x22);
-        w.bytes(B.timestamp);
+        w.encoded(B.timestamp);
         writeTime(w, span.endMs);
         if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
         w.byte(0x7d);
@@ -259,7 +257,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
     request.spans = open ?? [];
     if (ended) {
       head(B.finishRequest);
-      w.bytes(B.timestamp);
+      w.encoded(B.timestamp);
       writeTime(w, request.endMs as number);
       if (request.status !== undefined || request.error !== undefined)
         w.utf8(outcomeFields(request.status, request.error));
@@ -304,24 +302,74 @@ const B = encoded({
   finishRequest: '{"FinishRequest":',
 });
 
-function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: Uint8Array } {
-  const out: Record<string, Uint8Array> = {};
-  for (const key of Object.keys(texts)) out[key] = Buffer.from(texts[key] as string, "latin1");
-  return out as { [K in keyof T]: Uint8Array };
+function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: Encoded } {
+  const out: Record<string, Encoded> = {};
+  for (const key of Object.keys(texts)) out[key] = encodeText(texts[key] as string);
+  return out as { [K in keyof T]: Encoded };
 }
+
+/** A span id: the process's prefix (pre-encoded, it rarely changes) and the counter in hex. */
+function writeSpanId(w: FrameWriter, span: SpanRecord): void {
+  if (span.idPrefix !== idPrefix) {
+    idPrefix = span.idPrefix;
+    idPrefixBytes = encodeText(idPrefix);
+  }
+  w.encoded(idPrefixBytes);
+  w.hex10(span.idCounter);
+}
+let idPrefix = "";
+let idPrefixBytes: Encoded = encodeText("");
+
+/**
+ * Strings that repeat (span names, a tag key's values), kept as their JSON, so writing one again
+ * is a word copy instead of a scan of its characters. A cache that fills up is emptied, unless its
+ * strings were seldom written again (ids, free text): then it stops caching, since each new string
+ * would cost more than it saves.
+ */
+class RepeatCache {
+  private values: Map<string, Encoded> | undefined = new Map();
+  private hits = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  write(w: FrameWriter, value: string): void {
+    const values = this.values;
+    if (values === undefined) return w.str(value);
+    const cached = values.get(value);
+    if (cached !== undefined) {
+      this.hits += 1;
+      return w.encoded(cached);
+    }
+    const mark = w.mark;
+    w.str(value);
+    if (value.length > CACHED_STRING_MAX) return;
+    if (values.size >= this.capacity) {
+      if (this.hits < values.size) {
+        this.values = undefined;
+        return;
+      }
+      values.clear();
+      this.hits = 0;
+    }
+    values.set(value, w.encodedSince(mark));
+  }
+}
+
+const CACHED_STRING_MAX = 256;
+const names = new RepeatCache(1024);
 
 let timeMinute = Number.NaN;
 /** `"2026-11-23T08:47:` (with the opening quote) for `timeMinute`, pre-encoded. */
-let timePrefix: Uint8Array = new Uint8Array(0);
+let timePrefix: Encoded = encodeText("");
 
 /** An `isoMicros` timestamp, quoted, written digit by digit. */
 function writeTime(w: FrameWriter, ms: number): void {
   const minute = Math.floor(ms / 60_000);
   if (minute !== timeMinute) {
     timeMinute = minute;
-    timePrefix = Buffer.from(`"${isoMinutePrefix(ms)}`, "latin1");
+    timePrefix = encodeText(`"${isoMinutePrefix(ms)}`);
   }
-  w.bytes(timePrefix);
+  w.encoded(timePrefix);
   const micros = microsIntoMinute(ms);
   const second = (micros / 1_000_000) | 0;
   w.digits(second, 2);
@@ -336,24 +384,28 @@ function writeTags(w: FrameWriter, tags: unknown[]): void {
   for (let index = 0; index < tags.length; index += 2) {
     if (index > 0) w.byte(0x2c); // ,
     const key = tags[index] as string;
-    let bytes = keyCache.get(key);
-    if (bytes === undefined) {
-      if (keyCache.size >= KEY_CACHE_SIZE) keyCache.clear();
-      bytes = Buffer.from(`${JSON.stringify(key)}:`, "utf8");
-      keyCache.set(key, bytes);
+    let entry = tagKeys.get(key);
+    if (entry === undefined) {
+      if (tagKeys.size >= TAG_KEYS_MAX) tagKeys.clear();
+      entry = { head: encodeText(`${JSON.stringify(key)}:`), values: new RepeatCache(VALUES_PER_KEY) };
+      tagKeys.set(key, entry);
     }
-    w.bytes(bytes);
-    writeValue(w, tags[index + 1]);
+    w.encoded(entry.head);
+    const value = tags[index + 1];
+    if (typeof value === "string") entry.values.write(w, value);
+    else writeValue(w, value);
   }
   w.byte(0x7d); // }
 }
 
 /**
- * Tag keys as `"key":` bytes. Keys come from the application's code, so there are few of them;
- * the cache is emptied if it ever fills (keys made from data).
+ * Per tag key: `"key":`, and its string values while they repeat (`db.system`, `http.method`).
+ * Keys come from the application's code, so there are few of them; the map is emptied if it
+ * ever fills (keys made from data).
  */
-const keyCache = new Map<string, Uint8Array>();
-const KEY_CACHE_SIZE = 4096;
+const tagKeys = new Map<string, { head: Encoded; values: RepeatCache }>();
+const TAG_KEYS_MAX = 4096;
+const VALUES_PER_KEY = 64;
 
 /** `json(value)`, written. */
 function writeValue(w: FrameWriter, value: unknown): void {

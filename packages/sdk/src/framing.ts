@@ -123,18 +123,47 @@ export class ReplyReader {
 }
 
 /**
+ * Bytes pre-encoded for `FrameWriter.encoded`: their little-endian 32-bit words, so that a copy
+ * moves four bytes a step (reading a string's characters one by one is the writer's slowest work).
+ */
+export interface Encoded {
+  readonly words: Uint32Array;
+  /** The length in bytes (the last word may be padded). */
+  readonly length: number;
+}
+
+/** `text` as UTF-8, pre-encoded. */
+export function encodeText(text: string): Encoded {
+  return encodeBytes(Buffer.from(text, "utf8"));
+}
+
+/** A copy of `bytes`, pre-encoded. */
+export function encodeBytes(bytes: Uint8Array): Encoded {
+  const words = new Uint32Array((bytes.length + 3) >>> 2);
+  new Uint8Array(words.buffer).set(bytes);
+  if (LITTLE_ENDIAN) return { words, length: bytes.length };
+  const view = new DataView(words.buffer);
+  for (let index = 0; index < words.length; index++) words[index] = view.getUint32(index * 4, true);
+  return { words, length: bytes.length };
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
  * Writes one frame's JSON straight into a `FrameArena`'s chunk, byte by byte: no intermediate
  * strings. `begin`, then `raw`/`str`/`value`/`time`, then `end` returns the frame (length header
  * included). A frame that outgrows the chunk moves to a new, larger one.
  */
 export class FrameWriter {
   private buf: Buffer = Buffer.alloc(0);
+  /** `buf` as a DataView, for word copies (`encoded`). */
+  private view = new DataView(this.buf.buffer, this.buf.byteOffset, 0);
   private pos = 0;
   private start = 0;
 
   begin(): void {
     if (this.buf.length - this.pos < 4096) {
-      this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
+      this.use(Buffer.allocUnsafe(CHUNK_BYTES));
       this.pos = 0;
     }
     this.start = this.pos;
@@ -162,9 +191,33 @@ export class FrameWriter {
     const used = this.pos - this.start;
     const next = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, (used + bytes) * 2));
     this.buf.copy(next, 0, this.start, this.pos);
-    this.buf = next;
+    this.use(next);
     this.start = 0;
     this.pos = used;
+  }
+
+  private use(buf: Buffer): void {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  }
+
+  /**
+   * Pre-encoded bytes (fixed JSON, or text already escaped), four at a time. The last word may
+   * write up to 3 bytes past the end: room the next writes overwrite, never part of the frame.
+   */
+  encoded(bytes: Encoded): void {
+    const length = bytes.length;
+    if (this.pos + length + 3 > this.buf.length) this.grow(length + 3);
+    const { words } = bytes;
+    const view = this.view;
+    let pos = this.pos;
+    for (let index = 0; index < words.length; index++, pos += 4) view.setUint32(pos, words[index] as number, true);
+    this.pos += length;
+  }
+
+  /** The bytes written in this frame from `mark` on, pre-encoded (to write them again cheaply). */
+  encodedSince(mark: number): Encoded {
+    return encodeBytes(this.buf.subarray(this.start + mark, this.pos));
   }
 
   /** Text known to be ASCII and to need no JSON escaping (ids, numbers, fixed JSON). */
@@ -183,32 +236,9 @@ export class FrameWriter {
     this.buf[this.pos++] = code;
   }
 
-  /** Bytes known to need no JSON escaping (fixed JSON, pre-encoded). */
-  bytes(bytes: Uint8Array): void {
-    const length = bytes.length;
-    if (this.pos + length > this.buf.length) this.grow(length);
-    if (length > 24) {
-      this.buf.set(bytes, this.pos);
-      this.pos += length;
-      return;
-    }
-    const buf = this.buf;
-    let pos = this.pos;
-    for (let index = 0; index < length; index++) buf[pos++] = bytes[index] as number;
-    this.pos = pos;
-  }
-
-  /** Where the next byte goes, counted from the frame's start (for `repeat`). */
+  /** Where the next byte goes, counted from the frame's start (for `encodedSince`). */
   get mark(): number {
     return this.pos - this.start;
-  }
-
-  /** Writes again `length` bytes already written in this frame at `mark`. */
-  repeat(mark: number, length: number): void {
-    if (this.pos + length > this.buf.length) this.grow(length);
-    const from = this.start + mark;
-    this.buf.copyWithin(this.pos, from, from + length);
-    this.pos += length;
   }
 
   /** A JSON string: copied as it is while it is printable ASCII with no quote or backslash, else JSON.stringify's. */

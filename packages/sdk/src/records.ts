@@ -43,8 +43,8 @@ type PendingTags = unknown[];
 
 export class SpanRecord implements Span {
   readonly recording = true;
-  /** The id as prefix and counter; the string (`id`) is made only when asked for. */
-  readonly idPrefix = spanIdPrefix();
+  /** The id as prefix (the request's) and counter; the string (`id`) is made only when asked for. */
+  readonly idPrefix: string;
   readonly idCounter = nextSpanCounter();
   private idText: string | undefined;
   readonly startMs = nowMs();
@@ -68,7 +68,9 @@ export class SpanRecord implements Span {
     /** The parent span, or null for a top-level span. */
     readonly parent: SpanRecord | null,
     readonly name: string,
-  ) {}
+  ) {
+    this.idPrefix = request.spanPrefix;
+  }
 
   get id(): string {
     this.idText ??= formatSpanId(this.idPrefix, this.idCounter);
@@ -119,6 +121,8 @@ export class SpanRecord implements Span {
 
 /** A request (spanhub run) and what of it has not been sent yet. */
 export class RequestRecord {
+  /** The process's span id prefix, read once per request (it checks for a fork). */
+  readonly spanPrefix = spanIdPrefix();
   readonly startMs = nowMs();
   endMs: number | undefined;
   /** Spans with something unsent, in start order (so parents come before children). */

@@ -135,14 +135,7 @@ export class Tracer {
     } catch {
       return fn(NOOP_SPAN);
     }
-    const root = request.root;
-    return this.run(root, fn, (error) => {
-      if (error === undefined) request.end();
-      else {
-        root.end({ error });
-        request.end({ error });
-      }
-    });
+    return this.run(request.root, fn, request);
   }
 
   /** Runs `fn` as a child of the current span; outside a request it just runs `fn`. */
@@ -165,8 +158,7 @@ export class Tracer {
       span = undefined;
     }
     if (!span) return fn(NOOP_SPAN);
-    const record = span;
-    return this.run(record, fn, (error) => (error === undefined ? record.end() : record.end({ error })));
+    return this.run(span, fn, undefined);
   }
 
   /**
@@ -294,35 +286,31 @@ export class Tracer {
     return span ? { runId: span.runId, spanId: span.id } : undefined;
   }
 
-  /** Runs `fn` in `span`'s context; `finish` is called once with the error (if any) when it settles. */
-  private run<T>(span: SpanRecord, fn: (span: Span) => T, finish: (error?: unknown) => void): T {
-    const settle = (error?: unknown) => {
-      try {
-        finish(error);
-      } catch {
-        // Recording problems never reach the application.
-      }
-    };
+  /**
+   * Runs `fn` in `span`'s context and ends the span (and `request`, whose root it is) once `fn`
+   * settles. No closure on the synchronous path: this runs for every span.
+   */
+  private run<T>(span: SpanRecord, fn: (span: Span) => T, request: RequestRecord | undefined): T {
     let result: T;
     try {
       result = this.context.run(span, fn, span);
     } catch (error) {
-      settle(error ?? new Error(String(error)));
+      settle(span, request, error ?? new Error(String(error)));
       throw error;
     }
     if (isThenable(result)) {
       return result.then(
         (value) => {
-          settle();
+          settle(span, request, undefined);
           return value;
         },
         (error: unknown) => {
-          settle(error ?? new Error(String(error)));
+          settle(span, request, error ?? new Error(String(error)));
           throw error;
         },
       ) as T;
     }
-    settle();
+    settle(span, request, undefined);
     return result;
   }
 
@@ -481,6 +469,21 @@ const NOOP_REQUEST: RequestHandle = Object.freeze({
   },
   end() {},
 });
+
+/** Ends `span` (and `request`, when the span is its root), failed when `error` is given. */
+function settle(span: SpanRecord, request: RequestRecord | undefined, error: unknown): void {
+  try {
+    if (error === undefined) {
+      if (request) request.end();
+      else span.end();
+    } else {
+      span.end({ error });
+      request?.end({ error });
+    }
+  } catch {
+    // Recording problems never reach the application.
+  }
+}
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
