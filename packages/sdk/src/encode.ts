@@ -108,9 +108,12 @@ export function encodeRequest(
 }
 
 /**
- * `encodeRequest` for spanhub's agent 0.2.0 or newer (`extended`), written straight into a frame
- * (length header included) by `writer`: the SDK's hot path, with no intermediate strings. The
- * same JSON as `encodeRequest`; `undefined` when there is nothing new. Marks what it encodes as sent.
+ * What `encodeRequest` says, for an agent that accepted spanhub's `compact_batch` extension
+ * (`compact`), written straight into a frame (length header included) by `writer`: the SDK's hot
+ * path, with no intermediate strings. The batch names the request once (`request_id` on
+ * `BatchCommand`, none on its members), and a span that starts and ends within the batch with no
+ * log line to send is one `StartSpan` carrying `stop_timestamp` (and its outcome) instead of a
+ * `StartSpan` and a `StopSpan`. `undefined` when there is nothing new. Marks what it encodes as sent.
  */
 export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: FrameWriter): Buffer | undefined {
   const ended = request.endMs !== undefined;
@@ -119,38 +122,28 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
   try {
     w.encoded(B.batch);
     w.raw(id);
-    w.raw("-");
-    w.raw(`${request.batches + 1}`);
+    w.encoded(B.batchId);
+    w.raw(id);
+    w.byte(0x2d); // -
+    w.int(request.batches + 1);
     w.encoded(B.commands);
     const empty = w.length;
     let first = true;
-    // `{"request_id":"<id>"` once written, then copied from `requestHead`.
-    let requestHead: Encoded | undefined;
-    const head = (command: Encoded) => {
+    const command = (start: Encoded) => {
       if (first) first = false;
       else w.byte(0x2c);
-      w.encoded(command);
-      if (requestHead) w.encoded(requestHead);
-      else {
-        const mark = w.mark;
-        w.encoded(B.requestId);
-        w.raw(id);
-        w.byte(0x22);
-        requestHead = w.encodedSince(mark);
-      }
+      w.encoded(start);
     };
-    // `,"span_id":"<id>` and so on, for each span command.
-    const spanHead = (command: Encoded, span: SpanRecord) => {
-      head(command);
-      w.encoded(B.spanId);
+    const spanCommand = (start: Encoded, span: SpanRecord) => {
+      command(start);
       writeSpanId(w, span);
+      w.byte(0x22);
     };
     const requestTags = request.tags;
     request.tags = undefined;
     if (!request.startSent) {
       request.startSent = true;
-      head(B.startRequest);
-      w.encoded(B.timestamp);
+      command(B.startRequest);
       writeTime(w, request.startMs);
       w.encoded(B.name);
       names.write(w, request.name);
@@ -164,27 +157,22 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
         w.raw(parent.runId);
         w.raw('","parent_span_id":"');
         w.raw(parent.spanId);
-        w.raw('"');
+        w.byte(0x22);
       }
-      w.byte(0x7d);
-      w.byte(0x7d);
+      w.encoded(B.close);
     } else if (requestTags)
       for (let index = 0; index < requestTags.length; index += 2) {
-        head(B.tagRequest);
-        w.raw(',"tag":');
+        command(B.tagRequest);
         writeValue(w, requestTags[index]);
-        w.raw(',"value":');
+        w.encoded(B.value);
         writeValue(w, requestTags[index + 1]);
-        w.byte(0x7d);
-        w.byte(0x7d);
+        w.encoded(B.close);
       }
     if (request.droppedSpans !== request.droppedSent) {
       request.droppedSent = request.droppedSpans;
-      head(B.tagRequest);
-      w.raw(',"tag":"spanhub.dropped_spans","value":');
+      command(B.droppedSpans);
       w.raw(`${request.droppedSpans}`);
-      w.byte(0x7d);
-      w.byte(0x7d);
+      w.encoded(B.close);
     }
     const all = request.spans;
     const open: SpanRecord[] | undefined = ended ? undefined : [];
@@ -193,9 +181,12 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       if (ended) closeIfUnfinished(span, request);
       const tags = span.tags;
       span.tags = undefined;
+      const logs = span.logs;
+      const newLogs = logs !== undefined && span.logsSent < logs.length;
+      let stopped = false;
       if (!span.startSent) {
         span.startSent = true;
-        spanHead(B.startSpan, span);
+        spanCommand(B.startSpan, span);
         const parent = span.parent;
         if (parent === null) w.encoded(B.parentNull);
         else {
@@ -220,56 +211,54 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
           w.encoded(B.tags);
           writeTags(w, tags);
         }
-        w.byte(0x7d);
-        w.byte(0x7d);
+        if (span.endMs !== undefined && !newLogs) {
+          stopped = true;
+          w.encoded(B.stopTimestamp);
+          writeTime(w, span.endMs);
+          if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
+        }
+        w.encoded(B.close);
       } else if (tags) {
-        spanHead(B.tagSpan, span);
-        w.byte(0x22);
+        spanCommand(B.tagSpan, span);
         w.encoded(B.tags);
         writeTags(w, tags);
-        w.byte(0x7d);
-        w.byte(0x7d);
+        w.encoded(B.close);
       }
-      const logs = span.logs;
-      if (logs && span.logsSent < logs.length) {
+      if (newLogs) {
         for (let log = span.logsSent; log < logs.length; log++) {
           const entry = logs[log] as { time: number; text: string };
-          spanHead(B.logSpan, span);
-          w.raw('","text":');
+          spanCommand(B.logSpan, span);
+          w.raw(',"text":');
           w.str(entry.text);
           w.encoded(B.timestamp);
           writeTime(w, entry.time);
-          w.byte(0x7d);
-          w.byte(0x7d);
+          w.encoded(B.close);
         }
         span.logsSent = logs.length;
       }
-      if (span.endMs !== undefined) {
-        spanHead(B.stopSpan, span);
-        w.byte(0x22);
+      if (span.endMs === undefined) open?.push(span);
+      else if (!stopped) {
+        spanCommand(B.stopSpan, span);
         w.encoded(B.timestamp);
         writeTime(w, span.endMs);
         if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
-        w.byte(0x7d);
-        w.byte(0x7d);
-      } else if (open) open.push(span);
+        w.encoded(B.close);
+      }
     }
     request.spans = open ?? [];
     if (ended) {
-      head(B.finishRequest);
-      w.encoded(B.timestamp);
+      command(B.finishRequest);
       writeTime(w, request.endMs as number);
       if (request.status !== undefined || request.error !== undefined)
         w.utf8(outcomeFields(request.status, request.error));
-      w.byte(0x7d);
-      w.byte(0x7d);
+      w.encoded(B.close);
     }
     request.lastSentMs = nowMs;
     if (w.length === empty) {
       w.abort();
       return undefined;
     }
-    w.raw("]}}");
+    w.encoded(B.end);
     request.batches += 1;
     return w.end();
   } catch (error) {
@@ -278,28 +267,29 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
   }
 }
 
-/** Fixed JSON of the extended batch, pre-encoded. */
+/** Fixed JSON of the compact batch, pre-encoded. */
 const B = encoded({
-  batch: '{"BatchCommand":{"batch_id":"',
+  batch: '{"BatchCommand":{"request_id":"',
+  batchId: '","batch_id":"',
   commands: '","commands":[',
-  comma: ",",
-  quote: '"',
+  end: "]}}",
   close: "}}",
-  requestId: '{"request_id":"',
-  spanId: ',"span_id":"',
   timestamp: ',"timestamp":',
+  stopTimestamp: ',"stop_timestamp":',
   name: ',"name":',
   tags: ',"tags":',
-  parentNull: '","parent_id":null,"operation":',
-  parentId: '","parent_id":"',
+  value: ',"value":',
+  parentNull: ',"parent_id":null,"operation":',
+  parentId: ',"parent_id":"',
   operation: '","operation":',
-  startRequest: '{"StartRequest":',
-  tagRequest: '{"TagRequest":',
-  startSpan: '{"StartSpan":',
-  tagSpan: '{"TagSpan":',
-  logSpan: '{"LogSpan":',
-  stopSpan: '{"StopSpan":',
-  finishRequest: '{"FinishRequest":',
+  startRequest: '{"StartRequest":{"timestamp":',
+  tagRequest: '{"TagRequest":{"tag":',
+  droppedSpans: '{"TagRequest":{"tag":"spanhub.dropped_spans","value":',
+  startSpan: '{"StartSpan":{"span_id":"',
+  tagSpan: '{"TagSpan":{"span_id":"',
+  logSpan: '{"LogSpan":{"span_id":"',
+  stopSpan: '{"StopSpan":{"span_id":"',
+  finishRequest: '{"FinishRequest":{"timestamp":',
 });
 
 function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: Encoded } {
@@ -556,7 +546,10 @@ type Command = Record<string, Record<string, unknown>>;
  * dialect changed after the frames were encoded: rare, so it parses and stringifies.
  */
 export function translateBodies(bodies: string[], from: Dialect, to: Dialect, app: string): string[] {
-  if (from === to || to === "extended" || (from === "scout" && to === "spanhub")) return bodies;
+  // Every agent that accepts compact batches accepts the rest too.
+  if (from === to || to === "compact") return bodies;
+  if (from === "compact") return translateBodies(bodies.map(expandCompact), "extended", to, app);
+  if (to === "extended" || (from === "scout" && to === "spanhub")) return bodies;
   const out: string[] = [];
   let parentTags: [string, string] | undefined;
   for (const body of bodies) {
@@ -648,6 +641,30 @@ export function translateBodies(bodies: string[], from: Dialect, to: Dialect, ap
     out.push(JSON.stringify({ BatchCommand: { batch_id: batch.batch_id, commands } }));
   }
   return out;
+}
+
+/**
+ * A compact batch as the extended commands it stands for: each member names the request, and a
+ * `StartSpan` with `stop_timestamp` becomes that `StartSpan` and a `StopSpan` with the outcome.
+ */
+function expandCompact(body: string): string {
+  const batch = (JSON.parse(body) as { BatchCommand?: { request_id?: string; batch_id?: string; commands?: Command[] } })
+    .BatchCommand;
+  if (!batch || !Array.isArray(batch.commands) || batch.request_id === undefined) return body;
+  const request_id = batch.request_id;
+  const commands: Command[] = [];
+  for (const command of batch.commands) {
+    const [name, fields] = Object.entries(command)[0] ?? ["", {}];
+    if (name !== "StartSpan" || fields.stop_timestamp === undefined) {
+      commands.push({ [name]: { request_id, ...fields } });
+      continue;
+    }
+    const { stop_timestamp, status, error, ...start } = fields;
+    commands.push({ StartSpan: { request_id, ...start } });
+    const outcome = { ...(status === undefined ? {} : { status }), ...(error === undefined ? {} : { error }) };
+    commands.push({ StopSpan: { request_id, span_id: fields.span_id, timestamp: stop_timestamp, ...outcome } });
+  }
+  return JSON.stringify({ BatchCommand: { batch_id: batch.batch_id, commands } });
 }
 
 /** `outcomeTags` from StopSpan/FinishRequest's `status` and `error` fields. */

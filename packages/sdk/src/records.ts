@@ -13,6 +13,8 @@ export interface EndOptions {
 
 /** Who receives the frames: the wire dialect the encoder writes for. */
 export type Dialect =
+  /** spanhub's agent that accepted the `compact_batch` extension in `Register`: compact batches. */
+  | "compact"
   /** spanhub's agent 0.2.0 or newer: Scout commands with spanhub's extensions. */
   | "extended"
   /** spanhub's agent before 0.2.0 (or not yet known): plain Scout, parent links in an `Events` frame. */
