@@ -362,10 +362,17 @@ function writeTime(w: FrameWriter, ms: number): void {
   w.encoded(timePrefix);
   const micros = microsIntoMinute(ms);
   const second = (micros / 1_000_000) | 0;
-  w.digits(second, 2);
-  w.raw(".");
-  w.digits(micros - second * 1_000_000, 6);
-  w.raw('Z"');
+  const fraction = micros - second * 1_000_000;
+  const high = (fraction / 10_000) | 0;
+  const low = fraction - high * 10_000;
+  const middle = (low / 100) | 0;
+  w.twoDigits(second);
+  w.byte(0x2e); // .
+  w.twoDigits(high);
+  w.twoDigits(middle);
+  w.twoDigits(low - middle * 100);
+  w.byte(0x5a); // Z
+  w.byte(0x22); // "
 }
 
 /** Flattened tag pairs as one JSON object. */
@@ -377,23 +384,48 @@ function writeTags(w: FrameWriter, tags: unknown[]): void {
     let entry = tagKeys.get(key);
     if (entry === undefined) {
       if (tagKeys.size >= TAG_KEYS_MAX) tagKeys.clear();
-      entry = { head: encodeText(`${JSON.stringify(key)}:`), values: new RepeatCache(VALUES_PER_KEY) };
+      entry = new TagKey(key);
       tagKeys.set(key, entry);
     }
-    w.encoded(entry.head);
-    const value = tags[index + 1];
-    if (typeof value === "string") entry.values.write(w, value);
-    else writeValue(w, value);
+    entry.write(w, tags[index + 1]);
   }
   w.byte(0x7d); // }
 }
 
 /**
- * Per tag key: `"key":`, and its string values while they repeat (`db.system`, `http.method`).
- * Keys come from the application's code, so there are few of them; the map is emptied if it
+ * What the writer keeps per tag key: `"key":`, the key's string values while they repeat, and
+ * the whole `"key":value` of the value it had last (a constant like `db.system` is one copy).
+ */
+class TagKey {
+  private readonly head: Encoded;
+  private readonly values = new RepeatCache(VALUES_PER_KEY);
+  private last: unknown;
+  private pair: Encoded | undefined;
+
+  constructor(key: string) {
+    this.head = encodeText(`${JSON.stringify(key)}:`);
+  }
+
+  write(w: FrameWriter, value: unknown): void {
+    if (value === this.last && this.pair !== undefined) return w.encoded(this.pair);
+    const mark = w.mark;
+    w.encoded(this.head);
+    if (typeof value === "string") this.values.write(w, value);
+    else writeValue(w, value);
+    // Kept when the same primitive comes twice in a row: an object may have changed since.
+    if (value !== this.last) {
+      this.last = value;
+      this.pair = undefined;
+    } else if (this.pair === undefined && (typeof value !== "object" || value === null) && typeof value !== "function")
+      this.pair = w.encodedSince(mark);
+  }
+}
+
+/**
+ * Tag keys come from the application's code, so there are few of them; the map is emptied if it
  * ever fills (keys made from data).
  */
-const tagKeys = new Map<string, { head: Encoded; values: RepeatCache }>();
+const tagKeys = new Map<string, TagKey>();
 const TAG_KEYS_MAX = 4096;
 const VALUES_PER_KEY = 64;
 

@@ -149,6 +149,12 @@ export function encodeBytes(bytes: Uint8Array): Encoded {
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/** Two characters as a little-endian 16-bit value (the first in the low byte). */
+const pairOf = (text: string) => text.charCodeAt(0) | (text.charCodeAt(1) << 8);
+/** "00" to "ff" by byte value, and "00" to "99" by number, for `hex10` and `twoDigits`. */
+const HEX_PAIRS = Uint16Array.from({ length: 256 }, (_, byte) => pairOf(byte.toString(16).padStart(2, "0")));
+const DECIMAL_PAIRS = Uint16Array.from({ length: 100 }, (_, value) => pairOf(String(value).padStart(2, "0")));
+
 /**
  * Writes one frame's JSON straight into a `FrameArena`'s chunk, byte by byte: no intermediate
  * strings. `begin`, then `raw`/`str`/`value`/`time`, then `end` returns the frame (length header
@@ -269,25 +275,25 @@ export class FrameWriter {
     this.pos += this.buf.write(text, this.pos, bytes, "utf8");
   }
 
-  /** A non-negative integer below 2^40 as 10 lowercase hex digits, zero-padded (in two 20-bit halves: integer math only). */
+  /** A non-negative integer below 2^40 as 10 lowercase hex digits, zero-padded: five byte pairs from a table. */
   hex10(value: number): void {
     if (this.pos + 10 > this.buf.length) this.grow(10);
-    const buf = this.buf;
-    const high = (value / 0x100000) | 0;
-    let low = value - high * 0x100000;
-    let rest = high;
-    let pos = this.pos + 10;
-    this.pos = pos;
-    for (let index = 0; index < 5; index++) {
-      const digit = low & 15;
-      buf[--pos] = digit < 10 ? 0x30 + digit : 0x57 + digit;
-      low >>>= 4;
-    }
-    for (let index = 0; index < 5; index++) {
-      const digit = rest & 15;
-      buf[--pos] = digit < 10 ? 0x30 + digit : 0x57 + digit;
-      rest >>>= 4;
-    }
+    const view = this.view;
+    const pos = this.pos;
+    const low = value % 0x100000000;
+    view.setUint16(pos, HEX_PAIRS[(value - low) / 0x100000000] as number, true);
+    view.setUint16(pos + 2, HEX_PAIRS[low >>> 24] as number, true);
+    view.setUint16(pos + 4, HEX_PAIRS[(low >>> 16) & 0xff] as number, true);
+    view.setUint16(pos + 6, HEX_PAIRS[(low >>> 8) & 0xff] as number, true);
+    view.setUint16(pos + 8, HEX_PAIRS[low & 0xff] as number, true);
+    this.pos = pos + 10;
+  }
+
+  /** A number from 0 to 99 as two digits, from a table. */
+  twoDigits(value: number): void {
+    if (this.pos + 2 > this.buf.length) this.grow(2);
+    this.view.setUint16(this.pos, DECIMAL_PAIRS[value] as number, true);
+    this.pos += 2;
   }
 
   /** A non-negative integer below 10^9, as JSON. */
