@@ -378,16 +378,26 @@ function writeTime(w: FrameWriter, ms: number): void {
 /** Flattened tag pairs as one JSON object. */
 function writeTags(w: FrameWriter, tags: unknown[]): void {
   w.byte(0x7b); // {
+  let previous: TagKey | undefined;
   for (let index = 0; index < tags.length; index += 2) {
     if (index > 0) w.byte(0x2c); // ,
     const key = tags[index] as string;
-    let entry = tagKeys.get(key);
+    // Code tags a span with the same keys in the same order: the key that followed last time is checked first.
+    let entry = previous?.nextKey === key ? previous.next : undefined;
     if (entry === undefined) {
-      if (tagKeys.size >= TAG_KEYS_MAX) tagKeys.clear();
-      entry = new TagKey(key);
-      tagKeys.set(key, entry);
+      entry = tagKeys.get(key);
+      if (entry === undefined) {
+        if (tagKeys.size >= TAG_KEYS_MAX) tagKeys.clear();
+        entry = new TagKey(key);
+        tagKeys.set(key, entry);
+      }
+      if (previous) {
+        previous.nextKey = key;
+        previous.next = entry;
+      }
     }
     entry.write(w, tags[index + 1]);
+    previous = entry;
   }
   w.byte(0x7d); // }
 }
@@ -397,6 +407,9 @@ function writeTags(w: FrameWriter, tags: unknown[]): void {
  * the whole `"key":value` of the value it had last (a constant like `db.system` is one copy).
  */
 class TagKey {
+  /** The key written after this one last time, and its entry. */
+  nextKey: string | undefined;
+  next: TagKey | undefined;
   private readonly head: Encoded;
   private readonly values = new RepeatCache(VALUES_PER_KEY);
   private last: unknown;
