@@ -561,7 +561,11 @@ function countRuns(path: string): number {
 // ---------------------------------------------------------------------------------------------
 // Child roles: this file forked with SPANHUB_BENCH_SDK_ROLE set.
 
-/** Answers every frame with Success, echoing its command key; counts BatchCommand frames. */
+/**
+ * Answers every frame with Success, echoing its command key, as spanhub's agent does (`Status`
+ * with its version, `Register` accepting the `compact_batch` extension when offered); counts
+ * BatchCommand frames.
+ */
 function sink(socketPath: string): void {
   let frames = 0;
   let batchCommands = 0;
@@ -581,7 +585,7 @@ function sink(socketPath: string): void {
         if (key === "BatchCommand") batchCommands += 1;
         const body =
           key === "Register"
-            ? { Register: { id: null, result: "Success" } }
+            ? { Register: { id: null, result: "Success", ...acceptedExtensions(buffer.subarray(4, 4 + size)) } }
             : key === "Status"
               ? { Status: { version: "0.2.0", result: "Success" } }
               : { [key || "Unknown"]: { result: "Success" } };
@@ -601,6 +605,12 @@ function sink(socketPath: string): void {
       process.send?.({ type: "report", frames, batchCommands, bytes } satisfies SinkReport);
   });
   process.on("disconnect", () => process.exit(0));
+}
+
+/** What spanhub's agent answers to a `Register` frame's `extensions`: those of them it accepts. */
+function acceptedExtensions(register: Buffer): { extensions?: string[] } {
+  const offered = (JSON.parse(register.toString("utf8")) as { Register?: { extensions?: unknown } }).Register?.extensions;
+  return Array.isArray(offered) ? { extensions: offered.filter((name) => name === "compact_batch") } : {};
 }
 
 /** An application process: requests through the SDK (or with tracing off) in one of the modes. */
