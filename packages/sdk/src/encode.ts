@@ -134,10 +134,10 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       else w.byte(0x2c);
       w.encoded(start);
     };
+    // The command and `{"span_id":"<id>`: what follows starts by closing the id's quote.
     const spanCommand = (start: Encoded, span: SpanRecord) => {
       command(start);
       writeSpanId(w, span);
-      w.byte(0x22);
     };
     const requestTags = request.tags;
     request.tags = undefined;
@@ -220,6 +220,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
         w.encoded(B.close);
       } else if (tags) {
         spanCommand(B.tagSpan, span);
+        w.byte(0x22);
         w.encoded(B.tags);
         writeTags(w, tags);
         w.encoded(B.close);
@@ -228,7 +229,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
         for (let log = span.logsSent; log < logs.length; log++) {
           const entry = logs[log] as { time: number; text: string };
           spanCommand(B.logSpan, span);
-          w.raw(',"text":');
+          w.raw('","text":');
           w.str(entry.text);
           w.encoded(B.timestamp);
           writeTime(w, entry.time);
@@ -239,7 +240,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       if (span.endMs === undefined) open?.push(span);
       else if (!stopped) {
         spanCommand(B.stopSpan, span);
-        w.encoded(B.timestamp);
+        w.encoded(B.quotedTimestamp);
         writeTime(w, span.endMs);
         if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
         w.encoded(B.close);
@@ -275,12 +276,14 @@ const B = encoded({
   end: "]}}",
   close: "}}",
   timestamp: ',"timestamp":',
+  quotedTimestamp: '","timestamp":',
+  timeEnd: 'Z"',
   stopTimestamp: ',"stop_timestamp":',
   name: ',"name":',
   tags: ',"tags":',
   value: ',"value":',
-  parentNull: ',"parent_id":null,"operation":',
-  parentId: ',"parent_id":"',
+  parentNull: '","parent_id":null,"operation":',
+  parentId: '","parent_id":"',
   operation: '","operation":',
   startRequest: '{"StartRequest":{"timestamp":',
   tagRequest: '{"TagRequest":{"tag":',
@@ -348,39 +351,36 @@ class RepeatCache {
 const CACHED_STRING_MAX = 256;
 const names = new RepeatCache(1024);
 
-let timeMinute = Number.NaN;
-/** `"2026-11-23T08:47:` (with the opening quote) for `timeMinute`, pre-encoded. */
+let timeSecond = Number.NaN;
+/** `"2026-11-23T08:47:25.` (with the opening quote) for `timeSecond`, pre-encoded. */
 let timePrefix: Encoded = encodeText("");
 
-/** An `isoMicros` timestamp, quoted, written digit by digit. */
+/** An `isoMicros` timestamp, quoted: the second's prefix (cached), then the microseconds from a table. */
 function writeTime(w: FrameWriter, ms: number): void {
-  const minute = Math.floor(ms / 60_000);
-  if (minute !== timeMinute) {
-    timeMinute = minute;
-    timePrefix = encodeText(`"${isoMinutePrefix(ms)}`);
-  }
-  w.encoded(timePrefix);
   const micros = microsIntoMinute(ms);
   const second = (micros / 1_000_000) | 0;
+  const secondOfTime = Math.floor(ms / 60_000) * 60 + second;
+  if (secondOfTime !== timeSecond) {
+    timeSecond = secondOfTime;
+    timePrefix = encodeText(`"${isoMinutePrefix(ms)}${String(second).padStart(2, "0")}.`);
+  }
+  w.encoded(timePrefix);
   const fraction = micros - second * 1_000_000;
   const high = (fraction / 10_000) | 0;
   const low = fraction - high * 10_000;
   const middle = (low / 100) | 0;
-  w.twoDigits(second);
-  w.byte(0x2e); // .
   w.twoDigits(high);
   w.twoDigits(middle);
   w.twoDigits(low - middle * 100);
-  w.byte(0x5a); // Z
-  w.byte(0x22); // "
+  w.encoded(B.timeEnd);
 }
 
 /** Flattened tag pairs as one JSON object. */
 function writeTags(w: FrameWriter, tags: unknown[]): void {
-  w.byte(0x7b); // {
+  // Each pair is written with its leading comma (so a repeated one is one copy); the first comma becomes the brace.
+  const open = w.mark;
   let previous: TagKey | undefined;
   for (let index = 0; index < tags.length; index += 2) {
-    if (index > 0) w.byte(0x2c); // ,
     const key = tags[index] as string;
     // Code tags a span with the same keys in the same order: the key that followed last time is checked first.
     let entry = previous?.nextKey === key ? previous.next : undefined;
@@ -399,12 +399,14 @@ function writeTags(w: FrameWriter, tags: unknown[]): void {
     entry.write(w, tags[index + 1]);
     previous = entry;
   }
+  if (w.mark === open) w.byte(0x7b);
+  else w.setByte(open, 0x7b);
   w.byte(0x7d); // }
 }
 
 /**
- * What the writer keeps per tag key: `"key":`, the key's string values while they repeat, and
- * the whole `"key":value` of the value it had last (a constant like `db.system` is one copy).
+ * What the writer keeps per tag key: `,"key":`, the key's string values while they repeat, and
+ * the whole `,"key":value` of the value it had last (a constant like `db.system` is one copy).
  */
 class TagKey {
   /** The key written after this one last time, and its entry. */
@@ -416,7 +418,7 @@ class TagKey {
   private pair: Encoded | undefined;
 
   constructor(key: string) {
-    this.head = encodeText(`${JSON.stringify(key)}:`);
+    this.head = encodeText(`,${JSON.stringify(key)}:`);
   }
 
   write(w: FrameWriter, value: unknown): void {

@@ -236,6 +236,11 @@ export class FrameWriter {
     this.pos = pos;
   }
 
+  /** Replaces the byte at `mark` (counted like `mark`) written earlier in this frame. */
+  setByte(mark: number, code: number): void {
+    this.buf[this.start + mark] = code;
+  }
+
   /** One byte of fixed JSON. */
   byte(code: number): void {
     if (this.pos + 1 > this.buf.length) this.grow(1);
