@@ -37,7 +37,8 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
  *
  * Environment: BENCH_SDK_ROUNDS (default 20), BENCH_SDK_REQUESTS (requests per round, default 1000),
  * BENCH_SECONDS (seconds per agent measurement, default 5), BENCH_SDK_PARTS (a subset of
- * "cost,agent,eld", default all).
+ * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each, off and on
+ * alternating, default 3).
  */
 
 const SELF = fileURLToPath(import.meta.url);
@@ -49,6 +50,7 @@ const WARMUP_ROUNDS = 5;
 const SECONDS = Number(process.env.BENCH_SECONDS) > 0 ? Number(process.env.BENCH_SECONDS) : 5;
 const PARTS = new Set((process.env.BENCH_SDK_PARTS ?? "cost,agent,eld").split(",").map((part) => part.trim()));
 const ELD_SPANS_PER_SECOND = 10_000;
+const ELD_PAIRS = positiveInt("BENCH_SDK_ELD_PAIRS", 3);
 /** Requests per awaited flush in the closed loop (~2 MiB of frames: well inside the 8 MiB queue). */
 const CLOSED_BURST = 500;
 const ELD_RESOLUTION_MS = 1;
@@ -211,25 +213,34 @@ export async function run(): Promise<BenchResult> {
     );
   }
   if (PARTS.has("eld")) {
-    const results: EldResult[] = [];
-    for (const tracing of [false, true]) {
-      progress(
-        `sdk: event-loop delay at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${tracing ? "on" : "off"}`,
-      );
-      results.push(await eventLoopDelay(tracing));
-    }
-    for (const result of results)
+    // Off and on alternate, so that a change in the machine's load touches both alike.
+    const results = { off: [] as EldResult[], on: [] as EldResult[] };
+    for (let pair = 0; pair < ELD_PAIRS; pair++)
+      for (const tracing of pair % 2 === 0 ? [false, true] : [true, false]) {
+        progress(
+          `sdk: event-loop delay at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${tracing ? "on" : "off"} (${pair + 1}/${ELD_PAIRS})`,
+        );
+        results[tracing ? "on" : "off"].push(await eventLoopDelay(tracing));
+      }
+    for (const runs of [results.off, results.on]) {
+      const median = (pick: (result: EldResult) => number) =>
+        quantile(Float64Array.from(runs.map(pick)).sort(), 0.5) ?? Number.NaN;
+      const each = (pick: (result: EldResult) => number) => runs.map((result) => formatMs(pick(result))).join(" / ");
+      const stored = runs.every((result) => result.stored !== undefined)
+        ? `, ${runs.map((result) => formatCount(result.stored ?? 0)).join(" / ")} runs stored`
+        : "";
       rows.push([
-        result.what,
+        runs[0]?.what ?? "",
         "-",
         "-",
         "-",
         "-",
         "-",
-        `event-loop delay p50 ${formatMs(result.p50)}, p99 ${formatMs(result.p99)}, max ${formatMs(result.max)}; app CPU ${formatPercent(result.cpu)}; ${formatCount(result.spansPerSecond)} spans/s${result.stored === undefined ? "" : `, ${formatCount(result.stored)} runs stored`}`,
+        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}`,
       ]);
+    }
     notes.push(
-      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a 10 ms interval for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent; off = the same code with a stub tracer. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
+      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a 10 ms interval for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent; off = the same code with a stub tracer. ${ELD_PAIRS} runs of each, off and on alternating; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
     );
   }
   if (goal) notes.push(goal);
@@ -609,7 +620,8 @@ function sink(socketPath: string): void {
 
 /** What spanhub's agent answers to a `Register` frame's `extensions`: those of them it accepts. */
 function acceptedExtensions(register: Buffer): { extensions?: string[] } {
-  const offered = (JSON.parse(register.toString("utf8")) as { Register?: { extensions?: unknown } }).Register?.extensions;
+  const offered = (JSON.parse(register.toString("utf8")) as { Register?: { extensions?: unknown } }).Register
+    ?.extensions;
   return Array.isArray(offered) ? { extensions: offered.filter((name) => name === "compact_batch") } : {};
 }
 

@@ -327,11 +327,15 @@ class RepeatCache {
 
   write(w: FrameWriter, value: string): void {
     const values = this.values;
-    if (values === undefined) return w.str(value);
+    if (values === undefined) {
+      w.str(value);
+      return;
+    }
     const cached = values.get(value);
     if (cached !== undefined) {
       this.hits += 1;
-      return w.encoded(cached);
+      w.encoded(cached);
+      return;
     }
     const mark = w.mark;
     w.str(value);
@@ -422,7 +426,10 @@ class TagKey {
   }
 
   write(w: FrameWriter, value: unknown): void {
-    if (value === this.last && this.pair !== undefined) return w.encoded(this.pair);
+    if (value === this.last && this.pair !== undefined) {
+      w.encoded(this.pair);
+      return;
+    }
     const mark = w.mark;
     w.encoded(this.head);
     if (typeof value === "string") this.values.write(w, value);
@@ -695,8 +702,9 @@ export function translateBodies(bodies: string[], from: Dialect, to: Dialect, ap
  * `StartSpan` with `stop_timestamp` becomes that `StartSpan` and a `StopSpan` with the outcome.
  */
 function expandCompact(body: string): string {
-  const batch = (JSON.parse(body) as { BatchCommand?: { request_id?: string; batch_id?: string; commands?: Command[] } })
-    .BatchCommand;
+  const batch = (
+    JSON.parse(body) as { BatchCommand?: { request_id?: string; batch_id?: string; commands?: Command[] } }
+  ).BatchCommand;
   if (!batch || !Array.isArray(batch.commands) || batch.request_id === undefined) return body;
   const request_id = batch.request_id;
   const commands: Command[] = [];

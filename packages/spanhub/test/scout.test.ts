@@ -661,7 +661,9 @@ describe("spanhub extensions to Scout commands", () => {
     ]);
     // A StartSpan without stop_timestamp ignores status and error: only a stop carries them.
     assert.deepEqual(
-      eventsOf(decode({ StartSpan: { request_id: R, span_id: "s", operation: "x", timestamp: iso(T0), status: "failed" } })),
+      eventsOf(
+        decode({ StartSpan: { request_id: R, span_id: "s", operation: "x", timestamp: iso(T0), status: "failed" } }),
+      ),
       [spanStart(R, "s", null, T0, { name: "x" })],
     );
     assert.deepEqual(

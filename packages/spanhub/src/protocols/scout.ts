@@ -148,7 +148,9 @@ function decodeCommand(
               coalescer.tag(runId, spanId, tag, memberBody.value ?? null, time);
             }
             if (tags !== undefined) for (const key in tags) coalescer.tag(runId, spanId, key, tags[key] ?? null, time);
-          } else for (const event of requestEvents(name, memberBody, connection, receivedAt, batchRunId)) coalescer.add(event);
+          } else
+            for (const event of requestEvents(name, memberBody, connection, receivedAt, batchRunId))
+              coalescer.add(event);
         } catch (error) {
           skipped.push(error instanceof DecodeError ? error : new DecodeError(String(error)));
         }
@@ -304,7 +306,14 @@ function requestCommand(
 
 /** A span's end from `StopSpan` (or a `StartSpan` with `stop_timestamp`); status and error are spanhub's extensions. */
 function spanEnd(body: Record<string, unknown>, runId: string, spanId: string, time: Micros): RunEvent {
-  return dropUndefined({ kind: "span_end", runId, spanId, time, ...spanEndStatus(body.status), error: toSpanError(body.error) });
+  return dropUndefined({
+    kind: "span_end",
+    runId,
+    spanId,
+    time,
+    ...spanEndStatus(body.status),
+    error: toSpanError(body.error),
+  });
 }
 
 function applicationEvent(body: Record<string, unknown>, connection: ScoutConnection, receivedAt: Micros): AppEvent {
