@@ -16,8 +16,8 @@ for (let code = 0x20; code < 0x7f; code++) PLAIN[code] = code === 0x22 || code =
 /**
  * Encoded frames, off the JavaScript heap: each batch's frames are written into a large shared
  * chunk as soon as the batch is encoded, and kept as a slice of it until acknowledged. Batches
- * encoded one after another lie side by side, so a flush usually writes a few slices (or one)
- * instead of copying every frame. A chunk is freed once no slice of it is kept.
+ * encoded one after another lie side by side, so a flush writes a few slices (joined without a
+ * copy) instead of every frame. A chunk is freed once no slice of it is kept.
  */
 export class FrameArena {
   private chunk: Buffer = Buffer.alloc(0);
@@ -68,23 +68,6 @@ export function adjacentRuns(parts: Buffer[]): Buffer[] {
   }
   close();
   return runs;
-}
-
-/**
- * The frames of many batches as one buffer, for one socket write: slices that lie side by side
- * in their chunk are joined without copying; the rest is copied once, into `into` when it is
- * given and large enough (a buffer reused from write to write: a fresh one of megabytes costs
- * page faults), else into a new buffer.
- */
-export function joinFrames(parts: Buffer[], into?: Buffer): Buffer {
-  const runs = adjacentRuns(parts);
-  if (runs.length === 1) return runs[0] as Buffer;
-  let total = 0;
-  for (const run of runs) total += run.length;
-  if (!into || into.length < total) return Buffer.concat(runs, total);
-  let offset = 0;
-  for (const run of runs) offset += run.copy(into, offset);
-  return into.subarray(0, total);
 }
 
 /** Splits a buffer of frames back into their bodies. */
