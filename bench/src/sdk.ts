@@ -32,13 +32,13 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
  *    resolves; and the same with the exporter serializing OTLP protobuf (`ProtobufTraceSerializer`),
  *    since spanhub encodes too.
  * 2. Requests/s an app process (a child) sustains through a real `spanhub agent`, counted in its store.
- * 3. The app's event-loop delay at ~10k spans/s through the real agent, against the same app with
- *    tracing off.
+ * 3. The app's event-loop delay at ~10k spans/s through the real agent, and into the sink, against
+ *    the same app with tracing off.
  *
  * Environment: BENCH_SDK_ROUNDS (default 20), BENCH_SDK_REQUESTS (requests per round, default 1000),
  * BENCH_SECONDS (seconds per agent measurement, default 5), BENCH_SDK_PARTS (a subset of
- * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each, off and on
- * alternating, default 3).
+ * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each of off, on into
+ * the agent and on into the sink, taking turns, default 3).
  */
 
 const SELF = fileURLToPath(import.meta.url);
@@ -213,16 +213,18 @@ export async function run(): Promise<BenchResult> {
     );
   }
   if (PARTS.has("eld")) {
-    // Off and on alternate, so that a change in the machine's load touches both alike.
-    const results = { off: [] as EldResult[], on: [] as EldResult[] };
-    for (let pair = 0; pair < ELD_PAIRS; pair++)
-      for (const tracing of pair % 2 === 0 ? [false, true] : [true, false]) {
+    // The modes take turns, so that a change in the machine's load touches them alike.
+    const modes: EldMode[] = ["off", "agent", "sink"];
+    const results: Record<EldMode, EldResult[]> = { off: [], agent: [], sink: [] };
+    for (let round = 0; round < ELD_PAIRS; round++)
+      for (let turn = 0; turn < modes.length; turn++) {
+        const mode = modes[(round + turn) % modes.length] as EldMode;
         progress(
-          `sdk: event-loop delay at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${tracing ? "on" : "off"} (${pair + 1}/${ELD_PAIRS})`,
+          `sdk: event-loop delay at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${mode} (${round + 1}/${ELD_PAIRS})`,
         );
-        results[tracing ? "on" : "off"].push(await eventLoopDelay(tracing));
+        results[mode].push(await eventLoopDelay(mode));
       }
-    for (const runs of [results.off, results.on]) {
+    for (const runs of modes.map((mode) => results[mode])) {
       const median = (pick: (result: EldResult) => number) =>
         quantile(Float64Array.from(runs.map(pick)).sort(), 0.5) ?? Number.NaN;
       const each = (pick: (result: EldResult) => number) => runs.map((result) => formatMs(pick(result))).join(" / ");
@@ -240,7 +242,7 @@ export async function run(): Promise<BenchResult> {
       ]);
     }
     notes.push(
-      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a 10 ms interval for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent; off = the same code with a stub tracer. ${ELD_PAIRS} runs of each, off and on alternating; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
+      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a 10 ms interval for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer. ${ELD_PAIRS} runs of each, the three taking turns; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
     );
   }
   if (goal) notes.push(goal);
@@ -252,7 +254,8 @@ export async function run(): Promise<BenchResult> {
   };
 }
 
-async function perSpanCost(): Promise<CostResult[]> {
+/** A sink process (see `sink`) on a temp socket for `body`; killed afterwards. */
+async function withSink<T>(body: (socketPath: string, sink: ChildProcess) => Promise<T>): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), "spanhub-bench-sdk-"));
   removeOnExit.add(root);
   const socketPath = join(root, "sink.sock");
@@ -264,7 +267,16 @@ async function perSpanCost(): Promise<CostResult[]> {
     });
     killOnExit(sink);
     await childMessage<{ type: "ready" }>(sink, "ready");
+    return await body(socketPath, sink);
+  } finally {
+    if (sink && sink.exitCode === null && sink.signalCode === null) sink.kill("SIGKILL");
+    rmSync(root, { recursive: true, force: true });
+    removeOnExit.delete(root);
+  }
+}
 
+function perSpanCost(): Promise<CostResult[]> {
+  return withSink(async (socketPath, sink) => {
     const gcEntries: { start: number; end: number }[] = [];
     const observer = new PerformanceObserver((list) => {
       for (const entry of list.getEntries())
@@ -438,11 +450,7 @@ async function perSpanCost(): Promise<CostResult[]> {
         note,
       };
     });
-  } finally {
-    if (sink && sink.exitCode === null && sink.signalCode === null) sink.kill("SIGKILL");
-    rmSync(root, { recursive: true, force: true });
-    removeOnExit.delete(root);
-  }
+  });
 }
 
 interface SinkReport {
@@ -482,12 +490,13 @@ async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
   };
 }
 
-async function eventLoopDelay(tracing: boolean): Promise<EldResult> {
-  const what = `app at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${tracing ? "on (real agent)" : "off"}`;
-  if (!tracing) {
-    const report = await runApp("", "eld-off");
-    return eldRow(what, report, undefined);
-  }
+/** Tracing off; on into a real agent; on into a sink (the agent's CPU taken away: what is left is the SDK's). */
+type EldMode = "off" | "agent" | "sink";
+
+async function eventLoopDelay(mode: EldMode): Promise<EldResult> {
+  const what = `app at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${mode === "off" ? "off" : mode === "agent" ? "on (real agent)" : "on (sink)"}`;
+  if (mode === "off") return eldRow(what, await runApp("", "eld-off"), undefined);
+  if (mode === "sink") return eldRow(what, await withSink((socket) => runApp(socket, "eld-on")), undefined);
   const { report, stored } = await withAgent((socket) => runApp(socket, "eld-on"));
   return eldRow(what, report, stored);
 }
