@@ -49,7 +49,6 @@ export class SpanRecord implements Span {
   readonly idPrefix: string;
   readonly idCounter = nextSpanCounter();
   private idText: string | undefined;
-  readonly startMs = nowMs();
   endMs: number | undefined;
   tags: PendingTags | undefined;
   logs: { time: number; text: string }[] | undefined;
@@ -70,6 +69,8 @@ export class SpanRecord implements Span {
     /** The parent span, or null for a top-level span. */
     readonly parent: SpanRecord | null,
     readonly name: string,
+    /** A root span starts with its request, at the same moment. */
+    readonly startMs = nowMs(),
   ) {
     this.idPrefix = request.spanPrefix;
   }
@@ -149,7 +150,7 @@ export class RequestRecord {
     private readonly onEnd: (request: RequestRecord) => void,
   ) {
     this.lastSentMs = this.startMs;
-    this.root = new SpanRecord(this, null, name);
+    this.root = new SpanRecord(this, null, name, this.startMs);
     this.root.kind = "request";
     this.spans.push(this.root);
     this.spanCount = 1;
@@ -194,8 +195,10 @@ export class RequestRecord {
       this.status = options.status;
       this.error = options.error;
     }
-    this.root.end();
-    this.endMs = nowMs();
+    const endMs = nowMs();
+    // The root span ends with its request, at the same moment.
+    this.root.endMs ??= endMs;
+    this.endMs = endMs;
     this.onEnd(this);
   }
 }
