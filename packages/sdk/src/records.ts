@@ -124,7 +124,7 @@ export class SpanRecord implements Span {
 
 /** A request (spanhub run) and what of it has not been sent yet. */
 export class RequestRecord {
-  /** The process's span id prefix, read once per request (it checks for a fork). */
+  /** The process's span id prefix, read once per request (its run id checked for a fork). */
   readonly spanPrefix = spanIdPrefix();
   readonly startMs = nowMs();
   endMs: number | undefined;
