@@ -199,8 +199,15 @@ export class FrameWriter {
     if (this.pos + length + 3 > this.buf.length) this.grow(length + 3);
     const { words } = bytes;
     const view = this.view;
+    const count = words.length;
     let pos = this.pos;
-    for (let index = 0; index < words.length; index++, pos += 4) view.setUint32(pos, words[index] as number, true);
+    let index = 0;
+    // Two words a step: fewer loop turns for the usual 10 to 60 bytes.
+    for (; index + 1 < count; index += 2, pos += 8) {
+      view.setUint32(pos, words[index] as number, true);
+      view.setUint32(pos + 4, words[index + 1] as number, true);
+    }
+    if (index < count) view.setUint32(pos, words[index] as number, true);
     this.pos += length;
   }
 
