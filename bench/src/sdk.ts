@@ -165,6 +165,8 @@ interface EldResult {
   cpu: number;
   spansPerSecond: number;
   stored: number | undefined;
+  /** Batches dropped or not acknowledged by the end of shutdown(). */
+  lost?: number;
 }
 
 export async function run(): Promise<BenchResult> {
@@ -231,6 +233,9 @@ export async function run(): Promise<BenchResult> {
       const stored = runs.every((result) => result.stored !== undefined)
         ? `, ${runs.map((result) => formatCount(result.stored ?? 0)).join(" / ")} runs stored`
         : "";
+      const lost = runs.some((result) => result.lost)
+        ? `, ${runs.map((result) => formatCount(result.lost ?? 0)).join(" / ")} batches dropped or unacknowledged`
+        : "";
       rows.push([
         runs[0]?.what ?? "",
         "-",
@@ -238,7 +243,7 @@ export async function run(): Promise<BenchResult> {
         "-",
         "-",
         "-",
-        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}`,
+        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}${lost}`,
       ]);
     }
     notes.push(
@@ -475,7 +480,7 @@ interface AppReport {
   ms: number;
   dropped: number;
   acknowledged: number;
-  eld?: { p50: number; p99: number; max: number; cpu: number };
+  eld?: { p50: number; p99: number; max: number; cpu: number; lost?: number };
 }
 
 async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
@@ -715,7 +720,10 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
     };
     issued -= issuedAtMark;
     await tracer?.shutdown();
-    await report({ type: "done", issued, ms: measuredMs, dropped: 0, acknowledged: 0, eld });
+    // What the SDK lost, if anything: batches dropped from a full queue, or still unacknowledged after shutdown().
+    const stats = tracer?.stats();
+    eld.lost = (stats?.droppedBatches ?? 0) + (stats?.queuedBatches ?? 0);
+    await report({ type: "done", issued, ms: measuredMs, dropped: stats?.droppedBatches ?? 0, acknowledged: 0, eld });
     return;
   }
   await tracer?.shutdown();
