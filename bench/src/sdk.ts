@@ -32,12 +32,13 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
  *    resolves; and the same with the exporter serializing OTLP protobuf (`ProtobufTraceSerializer`),
  *    since spanhub encodes too.
  * 2. Requests/s an app process (a child) sustains through a real `spanhub agent`, counted in its store.
- * 3. The app's event-loop delay at ~10k spans/s through the real agent, against the same app with
- *    tracing off.
+ * 3. The app's event-loop delay at ~10k spans/s through the real agent, and into the sink, against
+ *    the same app with tracing off.
  *
  * Environment: BENCH_SDK_ROUNDS (default 20), BENCH_SDK_REQUESTS (requests per round, default 1000),
  * BENCH_SECONDS (seconds per agent measurement, default 5), BENCH_SDK_PARTS (a subset of
- * "cost,agent,eld", default all).
+ * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each of off, on into
+ * the agent and on into the sink, taking turns, default 3).
  */
 
 const SELF = fileURLToPath(import.meta.url);
@@ -49,6 +50,7 @@ const WARMUP_ROUNDS = 5;
 const SECONDS = Number(process.env.BENCH_SECONDS) > 0 ? Number(process.env.BENCH_SECONDS) : 5;
 const PARTS = new Set((process.env.BENCH_SDK_PARTS ?? "cost,agent,eld").split(",").map((part) => part.trim()));
 const ELD_SPANS_PER_SECOND = 10_000;
+const ELD_PAIRS = positiveInt("BENCH_SDK_ELD_PAIRS", 3);
 /** Requests per awaited flush in the closed loop (~2 MiB of frames: well inside the 8 MiB queue). */
 const CLOSED_BURST = 500;
 const ELD_RESOLUTION_MS = 1;
@@ -163,6 +165,8 @@ interface EldResult {
   cpu: number;
   spansPerSecond: number;
   stored: number | undefined;
+  /** Batches dropped or not acknowledged by the end of shutdown(). */
+  lost?: number;
 }
 
 export async function run(): Promise<BenchResult> {
@@ -211,25 +215,39 @@ export async function run(): Promise<BenchResult> {
     );
   }
   if (PARTS.has("eld")) {
-    const results: EldResult[] = [];
-    for (const tracing of [false, true]) {
-      progress(
-        `sdk: event-loop delay at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${tracing ? "on" : "off"}`,
-      );
-      results.push(await eventLoopDelay(tracing));
-    }
-    for (const result of results)
+    // The modes take turns, so that a change in the machine's load touches them alike.
+    const modes: EldMode[] = ["off", "agent", "sink"];
+    const results: Record<EldMode, EldResult[]> = { off: [], agent: [], sink: [] };
+    for (let round = 0; round < ELD_PAIRS; round++)
+      for (let turn = 0; turn < modes.length; turn++) {
+        const mode = modes[(round + turn) % modes.length] as EldMode;
+        progress(
+          `sdk: event-loop delay at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${mode} (${round + 1}/${ELD_PAIRS})`,
+        );
+        results[mode].push(await eventLoopDelay(mode));
+      }
+    for (const runs of modes.map((mode) => results[mode])) {
+      const median = (pick: (result: EldResult) => number) =>
+        quantile(Float64Array.from(runs.map(pick)).sort(), 0.5) ?? Number.NaN;
+      const each = (pick: (result: EldResult) => number) => runs.map((result) => formatMs(pick(result))).join(" / ");
+      const stored = runs.every((result) => result.stored !== undefined)
+        ? `, ${runs.map((result) => formatCount(result.stored ?? 0)).join(" / ")} runs stored`
+        : "";
+      const lost = runs.some((result) => result.lost)
+        ? `, ${runs.map((result) => formatCount(result.lost ?? 0)).join(" / ")} batches dropped or unacknowledged`
+        : "";
       rows.push([
-        result.what,
+        runs[0]?.what ?? "",
         "-",
         "-",
         "-",
         "-",
         "-",
-        `event-loop delay p50 ${formatMs(result.p50)}, p99 ${formatMs(result.p99)}, max ${formatMs(result.max)}; app CPU ${formatPercent(result.cpu)}; ${formatCount(result.spansPerSecond)} spans/s${result.stored === undefined ? "" : `, ${formatCount(result.stored)} runs stored`}`,
+        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}${lost}`,
       ]);
+    }
     notes.push(
-      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a 10 ms interval for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent; off = the same code with a stub tracer. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
+      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a 10 ms interval for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer. ${ELD_PAIRS} runs of each, the three taking turns; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
     );
   }
   if (goal) notes.push(goal);
@@ -241,7 +259,8 @@ export async function run(): Promise<BenchResult> {
   };
 }
 
-async function perSpanCost(): Promise<CostResult[]> {
+/** A sink process (see `sink`) on a temp socket for `body`; killed afterwards. */
+async function withSink<T>(body: (socketPath: string, sink: ChildProcess) => Promise<T>): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), "spanhub-bench-sdk-"));
   removeOnExit.add(root);
   const socketPath = join(root, "sink.sock");
@@ -253,7 +272,16 @@ async function perSpanCost(): Promise<CostResult[]> {
     });
     killOnExit(sink);
     await childMessage<{ type: "ready" }>(sink, "ready");
+    return await body(socketPath, sink);
+  } finally {
+    if (sink && sink.exitCode === null && sink.signalCode === null) sink.kill("SIGKILL");
+    rmSync(root, { recursive: true, force: true });
+    removeOnExit.delete(root);
+  }
+}
 
+function perSpanCost(): Promise<CostResult[]> {
+  return withSink(async (socketPath, sink) => {
     const gcEntries: { start: number; end: number }[] = [];
     const observer = new PerformanceObserver((list) => {
       for (const entry of list.getEntries())
@@ -261,12 +289,19 @@ async function perSpanCost(): Promise<CostResult[]> {
     });
     observer.observe({ entryTypes: ["gc"] });
 
-    // Count socket writes: the goal is one per flush.
+    // Count socket writes, the goal being one per flush: writes handed to the operating system
+    // (Node's internal _writeGeneric: one write or writev per call; corked writes go as one
+    // writev), and the bytes given to socket.write.
     let writes = 0;
     let writtenBytes = 0;
+    const socketInternals = Socket.prototype as unknown as { _writeGeneric: (...args: unknown[]) => unknown };
+    const originalWriteGeneric = socketInternals._writeGeneric;
+    socketInternals._writeGeneric = function (this: Socket, ...args: unknown[]) {
+      writes += 1;
+      return originalWriteGeneric.apply(this, args);
+    };
     const originalWrite = Socket.prototype.write;
     Socket.prototype.write = function (this: Socket, ...args: unknown[]) {
-      writes += 1;
       const data = args[0];
       writtenBytes += typeof data === "string" ? Buffer.byteLength(data) : ((data as Buffer)?.length ?? 0);
       return (originalWrite as (...rest: unknown[]) => boolean).apply(this, args);
@@ -373,6 +408,7 @@ async function perSpanCost(): Promise<CostResult[]> {
       }
     }
     Socket.prototype.write = originalWrite;
+    socketInternals._writeGeneric = originalWriteGeneric;
     await sleep(50);
     observer.disconnect();
 
@@ -419,11 +455,7 @@ async function perSpanCost(): Promise<CostResult[]> {
         note,
       };
     });
-  } finally {
-    if (sink && sink.exitCode === null && sink.signalCode === null) sink.kill("SIGKILL");
-    rmSync(root, { recursive: true, force: true });
-    removeOnExit.delete(root);
-  }
+  });
 }
 
 interface SinkReport {
@@ -448,7 +480,7 @@ interface AppReport {
   ms: number;
   dropped: number;
   acknowledged: number;
-  eld?: { p50: number; p99: number; max: number; cpu: number };
+  eld?: { p50: number; p99: number; max: number; cpu: number; lost?: number };
 }
 
 async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
@@ -463,12 +495,13 @@ async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
   };
 }
 
-async function eventLoopDelay(tracing: boolean): Promise<EldResult> {
-  const what = `app at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${tracing ? "on (real agent)" : "off"}`;
-  if (!tracing) {
-    const report = await runApp("", "eld-off");
-    return eldRow(what, report, undefined);
-  }
+/** Tracing off; on into a real agent; on into a sink (the agent's CPU taken away: what is left is the SDK's). */
+type EldMode = "off" | "agent" | "sink";
+
+async function eventLoopDelay(mode: EldMode): Promise<EldResult> {
+  const what = `app at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${mode === "off" ? "off" : mode === "agent" ? "on (real agent)" : "on (sink)"}`;
+  if (mode === "off") return eldRow(what, await runApp("", "eld-off"), undefined);
+  if (mode === "sink") return eldRow(what, await withSink((socket) => runApp(socket, "eld-on")), undefined);
   const { report, stored } = await withAgent((socket) => runApp(socket, "eld-on"));
   return eldRow(what, report, stored);
 }
@@ -561,7 +594,11 @@ function countRuns(path: string): number {
 // ---------------------------------------------------------------------------------------------
 // Child roles: this file forked with SPANHUB_BENCH_SDK_ROLE set.
 
-/** Answers every frame with Success, echoing its command key; counts BatchCommand frames. */
+/**
+ * Answers every frame with Success, echoing its command key, as spanhub's agent does (`Status`
+ * with its version, `Register` accepting the `compact_batch` extension when offered); counts
+ * BatchCommand frames.
+ */
 function sink(socketPath: string): void {
   let frames = 0;
   let batchCommands = 0;
@@ -581,7 +618,7 @@ function sink(socketPath: string): void {
         if (key === "BatchCommand") batchCommands += 1;
         const body =
           key === "Register"
-            ? { Register: { id: null, result: "Success" } }
+            ? { Register: { id: null, result: "Success", ...acceptedExtensions(buffer.subarray(4, 4 + size)) } }
             : key === "Status"
               ? { Status: { version: "0.2.0", result: "Success" } }
               : { [key || "Unknown"]: { result: "Success" } };
@@ -601,6 +638,13 @@ function sink(socketPath: string): void {
       process.send?.({ type: "report", frames, batchCommands, bytes } satisfies SinkReport);
   });
   process.on("disconnect", () => process.exit(0));
+}
+
+/** What spanhub's agent answers to a `Register` frame's `extensions`: those of them it accepts. */
+function acceptedExtensions(register: Buffer): { extensions?: string[] } {
+  const offered = (JSON.parse(register.toString("utf8")) as { Register?: { extensions?: unknown } }).Register
+    ?.extensions;
+  return Array.isArray(offered) ? { extensions: offered.filter((name) => name === "compact_batch") } : {};
 }
 
 /** An application process: requests through the SDK (or with tracing off) in one of the modes. */
@@ -676,7 +720,10 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
     };
     issued -= issuedAtMark;
     await tracer?.shutdown();
-    await report({ type: "done", issued, ms: measuredMs, dropped: 0, acknowledged: 0, eld });
+    // What the SDK lost, if anything: batches dropped from a full queue, or still unacknowledged after shutdown().
+    const stats = tracer?.stats();
+    eld.lost = (stats?.droppedBatches ?? 0) + (stats?.queuedBatches ?? 0);
+    await report({ type: "done", issued, ms: measuredMs, dropped: stats?.droppedBatches ?? 0, acknowledged: 0, eld });
     return;
   }
   await tracer?.shutdown();

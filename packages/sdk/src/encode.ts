@@ -1,4 +1,4 @@
-import type { FrameWriter } from "./framing.js";
+import { type Encoded, encodeText, type FrameWriter } from "./framing.js";
 import { type Dialect, errorObject, outcomeTags, type RequestRecord, type SpanRecord, type Status } from "./records.js";
 import { isoMicros, isoMinutePrefix, microsIntoMinute } from "./time.js";
 
@@ -108,55 +108,47 @@ export function encodeRequest(
 }
 
 /**
- * `encodeRequest` for spanhub's agent 0.2.0 or newer (`extended`), written straight into a frame
- * (length header included) by `writer`: the SDK's hot path, with no intermediate strings. The
- * same JSON as `encodeRequest`; `undefined` when there is nothing new. Marks what it encodes as sent.
+ * What `encodeRequest` says, for an agent that accepted spanhub's `compact_batch` extension
+ * (`compact`), written straight into a frame (length header included) by `writer`: the SDK's hot
+ * path, with no intermediate strings. The batch names the request once (`request_id` on
+ * `BatchCommand`, none on its members), and a span that starts and ends within the batch with no
+ * log line to send is one `StartSpan` carrying `stop_timestamp` (and its outcome) instead of a
+ * `StartSpan` and a `StopSpan`. `undefined` when there is nothing new. Marks what it encodes as sent.
  */
 export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: FrameWriter): Buffer | undefined {
   const ended = request.endMs !== undefined;
   const id = request.id;
   w.begin();
   try {
-    w.bytes(B.batch);
+    w.encoded(B.batch);
     w.raw(id);
-    w.raw("-");
-    w.raw(`${request.batches + 1}`);
-    w.bytes(B.commands);
+    w.encoded(B.batchId);
+    w.raw(id);
+    w.byte(0x2d); // -
+    w.int(request.batches + 1);
+    w.encoded(B.commands);
     const empty = w.length;
     let first = true;
-    // `{"request_id":"<id>"` once written, then repeated from there: `head` bytes at `headAt`.
-    let headAt = -1;
-    const head = (command: Uint8Array) => {
+    const command = (start: Encoded) => {
       if (first) first = false;
       else w.byte(0x2c);
-      w.bytes(command);
-      if (headAt >= 0) w.repeat(headAt, headLength);
-      else {
-        headAt = w.mark;
-        w.bytes(B.requestId);
-        w.raw(id);
-        w.byte(0x22);
-      }
+      w.encoded(start);
     };
-    const headLength = B.requestId.length + id.length + 1;
-    // `,"span_id":"<id>` and so on, for each span command.
-    const spanHead = (command: Uint8Array, span: SpanRecord) => {
-      head(command);
-      w.bytes(B.spanId);
-      w.raw(span.idPrefix);
-      w.hex10(span.idCounter);
+    // The command and `{"span_id":"<id>`: what follows starts by closing the id's quote.
+    const spanCommand = (start: Encoded, span: SpanRecord) => {
+      command(start);
+      writeSpanId(w, span);
     };
     const requestTags = request.tags;
     request.tags = undefined;
     if (!request.startSent) {
       request.startSent = true;
-      head(B.startRequest);
-      w.bytes(B.timestamp);
+      command(B.startRequest);
       writeTime(w, request.startMs);
-      w.bytes(B.name);
-      w.str(request.name);
+      w.encoded(B.name);
+      names.write(w, request.name);
       if (requestTags) {
-        w.bytes(B.tags);
+        w.encoded(B.tags);
         writeTags(w, requestTags);
       }
       const parent = request.parent;
@@ -165,27 +157,22 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
         w.raw(parent.runId);
         w.raw('","parent_span_id":"');
         w.raw(parent.spanId);
-        w.raw('"');
+        w.byte(0x22);
       }
-      w.byte(0x7d);
-      w.byte(0x7d);
+      w.encoded(B.close);
     } else if (requestTags)
       for (let index = 0; index < requestTags.length; index += 2) {
-        head(B.tagRequest);
-        w.raw(',"tag":');
+        command(B.tagRequest);
         writeValue(w, requestTags[index]);
-        w.raw(',"value":');
+        w.encoded(B.value);
         writeValue(w, requestTags[index + 1]);
-        w.byte(0x7d);
-        w.byte(0x7d);
+        w.encoded(B.close);
       }
     if (request.droppedSpans !== request.droppedSent) {
       request.droppedSent = request.droppedSpans;
-      head(B.tagRequest);
-      w.raw(',"tag":"spanhub.dropped_spans","value":');
+      command(B.droppedSpans);
       w.raw(`${request.droppedSpans}`);
-      w.byte(0x7d);
-      w.byte(0x7d);
+      w.encoded(B.close);
     }
     const all = request.spans;
     const open: SpanRecord[] | undefined = ended ? undefined : [];
@@ -194,19 +181,21 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       if (ended) closeIfUnfinished(span, request);
       const tags = span.tags;
       span.tags = undefined;
+      const logs = span.logs;
+      const newLogs = logs !== undefined && span.logsSent < logs.length;
+      let stopped = false;
       if (!span.startSent) {
         span.startSent = true;
-        spanHead(B.startSpan, span);
+        spanCommand(B.startSpan, span);
         const parent = span.parent;
-        if (parent === null) w.bytes(B.parentNull);
+        if (parent === null) w.encoded(B.parentNull);
         else {
-          w.bytes(B.parentId);
-          w.raw(parent.idPrefix);
-          w.hex10(parent.idCounter);
-          w.bytes(B.operation);
+          w.encoded(B.parentId);
+          writeSpanId(w, parent);
+          w.encoded(B.operation);
         }
-        w.str(span.name);
-        w.bytes(B.timestamp);
+        names.write(w, span.name);
+        w.encoded(B.timestamp);
         writeTime(w, span.startMs);
         if (span.kind !== undefined) {
           w.raw(',"kind":');
@@ -219,59 +208,58 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
           w.str(span.rpcMethod as string);
         }
         if (tags) {
-          w.bytes(B.tags);
+          w.encoded(B.tags);
           writeTags(w, tags);
         }
-        w.byte(0x7d);
-        w.byte(0x7d);
+        if (span.endMs !== undefined && !newLogs) {
+          stopped = true;
+          w.encoded(B.stopTimestamp);
+          writeTime(w, span.endMs);
+          if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
+        }
+        w.encoded(B.close);
       } else if (tags) {
-        spanHead(B.tagSpan, span);
+        spanCommand(B.tagSpan, span);
         w.byte(0x22);
-        w.bytes(B.tags);
+        w.encoded(B.tags);
         writeTags(w, tags);
-        w.byte(0x7d);
-        w.byte(0x7d);
+        w.encoded(B.close);
       }
-      const logs = span.logs;
-      if (logs && span.logsSent < logs.length) {
+      if (newLogs) {
         for (let log = span.logsSent; log < logs.length; log++) {
           const entry = logs[log] as { time: number; text: string };
-          spanHead(B.logSpan, span);
+          spanCommand(B.logSpan, span);
           w.raw('","text":');
           w.str(entry.text);
-          w.bytes(B.timestamp);
+          w.encoded(B.timestamp);
           writeTime(w, entry.time);
-          w.byte(0x7d);
-          w.byte(0x7d);
+          w.encoded(B.close);
         }
         span.logsSent = logs.length;
       }
-      if (span.endMs !== undefined) {
-        spanHead(B.stopSpan, span);
-        w.byte(0x22);
-        w.bytes(B.timestamp);
+      if (span.endMs === undefined) open?.push(span);
+      else if (!stopped) {
+        spanCommand(B.stopSpan, span);
+        w.encoded(B.quotedTimestamp);
         writeTime(w, span.endMs);
         if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
-        w.byte(0x7d);
-        w.byte(0x7d);
-      } else if (open) open.push(span);
+        w.encoded(B.close);
+      }
     }
     request.spans = open ?? [];
     if (ended) {
-      head(B.finishRequest);
-      w.bytes(B.timestamp);
+      command(B.finishRequest);
       writeTime(w, request.endMs as number);
       if (request.status !== undefined || request.error !== undefined)
         w.utf8(outcomeFields(request.status, request.error));
-      w.byte(0x7d);
-      w.byte(0x7d);
+      w.encoded(B.close);
     }
     request.lastSentMs = nowMs;
     if (w.length === empty) {
       w.abort();
       return undefined;
     }
-    w.raw("]}}");
+    w.encoded(B.end);
     request.batches += 1;
     return w.end();
   } catch (error) {
@@ -280,80 +268,188 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
   }
 }
 
-/** Fixed JSON of the extended batch, pre-encoded. */
+/** Fixed JSON of the compact batch, pre-encoded. */
 const B = encoded({
-  batch: '{"BatchCommand":{"batch_id":"',
+  batch: '{"BatchCommand":{"request_id":"',
+  batchId: '","batch_id":"',
   commands: '","commands":[',
-  comma: ",",
-  quote: '"',
+  end: "]}}",
   close: "}}",
-  requestId: '{"request_id":"',
-  spanId: ',"span_id":"',
   timestamp: ',"timestamp":',
+  quotedTimestamp: '","timestamp":',
+  timeEnd: 'Z"',
+  stopTimestamp: ',"stop_timestamp":',
   name: ',"name":',
   tags: ',"tags":',
+  value: ',"value":',
   parentNull: '","parent_id":null,"operation":',
   parentId: '","parent_id":"',
   operation: '","operation":',
-  startRequest: '{"StartRequest":',
-  tagRequest: '{"TagRequest":',
-  startSpan: '{"StartSpan":',
-  tagSpan: '{"TagSpan":',
-  logSpan: '{"LogSpan":',
-  stopSpan: '{"StopSpan":',
-  finishRequest: '{"FinishRequest":',
+  startRequest: '{"StartRequest":{"timestamp":',
+  tagRequest: '{"TagRequest":{"tag":',
+  droppedSpans: '{"TagRequest":{"tag":"spanhub.dropped_spans","value":',
+  startSpan: '{"StartSpan":{"span_id":"',
+  tagSpan: '{"TagSpan":{"span_id":"',
+  logSpan: '{"LogSpan":{"span_id":"',
+  stopSpan: '{"StopSpan":{"span_id":"',
+  finishRequest: '{"FinishRequest":{"timestamp":',
 });
 
-function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: Uint8Array } {
-  const out: Record<string, Uint8Array> = {};
-  for (const key of Object.keys(texts)) out[key] = Buffer.from(texts[key] as string, "latin1");
-  return out as { [K in keyof T]: Uint8Array };
+function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: Encoded } {
+  const out: Record<string, Encoded> = {};
+  for (const key of Object.keys(texts)) out[key] = encodeText(texts[key] as string);
+  return out as { [K in keyof T]: Encoded };
 }
 
-let timeMinute = Number.NaN;
-/** `"2026-11-23T08:47:` (with the opening quote) for `timeMinute`, pre-encoded. */
-let timePrefix: Uint8Array = new Uint8Array(0);
-
-/** An `isoMicros` timestamp, quoted, written digit by digit. */
-function writeTime(w: FrameWriter, ms: number): void {
-  const minute = Math.floor(ms / 60_000);
-  if (minute !== timeMinute) {
-    timeMinute = minute;
-    timePrefix = Buffer.from(`"${isoMinutePrefix(ms)}`, "latin1");
+/** A span id: the process's prefix (pre-encoded, it rarely changes) and the counter in hex. */
+function writeSpanId(w: FrameWriter, span: SpanRecord): void {
+  if (span.idPrefix !== idPrefix) {
+    idPrefix = span.idPrefix;
+    idPrefixBytes = encodeText(idPrefix);
   }
-  w.bytes(timePrefix);
+  w.encoded(idPrefixBytes);
+  w.hex10(span.idCounter);
+}
+let idPrefix = "";
+let idPrefixBytes: Encoded = encodeText("");
+
+/**
+ * Strings that repeat (span names, a tag key's values), kept as their JSON, so writing one again
+ * is a word copy instead of a scan of its characters. A cache that fills up is emptied, unless its
+ * strings were seldom written again (ids, free text): then it stops caching, since each new string
+ * would cost more than it saves.
+ */
+class RepeatCache {
+  private values: Map<string, Encoded> | undefined = new Map();
+  private hits = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  write(w: FrameWriter, value: string): void {
+    const values = this.values;
+    if (values === undefined) {
+      w.str(value);
+      return;
+    }
+    const cached = values.get(value);
+    if (cached !== undefined) {
+      this.hits += 1;
+      w.encoded(cached);
+      return;
+    }
+    const mark = w.mark;
+    w.str(value);
+    if (value.length > CACHED_STRING_MAX) return;
+    if (values.size >= this.capacity) {
+      if (this.hits < values.size) {
+        this.values = undefined;
+        return;
+      }
+      values.clear();
+      this.hits = 0;
+    }
+    values.set(value, w.encodedSince(mark));
+  }
+}
+
+const CACHED_STRING_MAX = 256;
+const names = new RepeatCache(1024);
+
+let timeSecond = Number.NaN;
+/** `"2026-11-23T08:47:25.` (with the opening quote) for `timeSecond`, pre-encoded. */
+let timePrefix: Encoded = encodeText("");
+
+/** An `isoMicros` timestamp, quoted: the second's prefix (cached), then the microseconds from a table. */
+function writeTime(w: FrameWriter, ms: number): void {
   const micros = microsIntoMinute(ms);
   const second = (micros / 1_000_000) | 0;
-  w.digits(second, 2);
-  w.raw(".");
-  w.digits(micros - second * 1_000_000, 6);
-  w.raw('Z"');
+  const secondOfTime = Math.floor(ms / 60_000) * 60 + second;
+  if (secondOfTime !== timeSecond) {
+    timeSecond = secondOfTime;
+    timePrefix = encodeText(`"${isoMinutePrefix(ms)}${String(second).padStart(2, "0")}.`);
+  }
+  w.encoded(timePrefix);
+  const fraction = micros - second * 1_000_000;
+  const high = (fraction / 10_000) | 0;
+  const low = fraction - high * 10_000;
+  const middle = (low / 100) | 0;
+  w.twoDigits(high);
+  w.twoDigits(middle);
+  w.twoDigits(low - middle * 100);
+  w.encoded(B.timeEnd);
 }
 
 /** Flattened tag pairs as one JSON object. */
 function writeTags(w: FrameWriter, tags: unknown[]): void {
-  w.byte(0x7b); // {
+  // Each pair is written with its leading comma (so a repeated one is one copy); the first comma becomes the brace.
+  const open = w.mark;
+  let previous: TagKey | undefined;
   for (let index = 0; index < tags.length; index += 2) {
-    if (index > 0) w.byte(0x2c); // ,
     const key = tags[index] as string;
-    let bytes = keyCache.get(key);
-    if (bytes === undefined) {
-      if (keyCache.size >= KEY_CACHE_SIZE) keyCache.clear();
-      bytes = Buffer.from(`${JSON.stringify(key)}:`, "utf8");
-      keyCache.set(key, bytes);
+    // Code tags a span with the same keys in the same order: the key that followed last time is checked first.
+    let entry = previous?.nextKey === key ? previous.next : undefined;
+    if (entry === undefined) {
+      entry = tagKeys.get(key);
+      if (entry === undefined) {
+        if (tagKeys.size >= TAG_KEYS_MAX) tagKeys.clear();
+        entry = new TagKey(key);
+        tagKeys.set(key, entry);
+      }
+      if (previous) {
+        previous.nextKey = key;
+        previous.next = entry;
+      }
     }
-    w.bytes(bytes);
-    writeValue(w, tags[index + 1]);
+    entry.write(w, tags[index + 1]);
+    previous = entry;
   }
+  if (w.mark === open) w.byte(0x7b);
+  else w.setByte(open, 0x7b);
   w.byte(0x7d); // }
 }
 
 /**
- * Tag keys as `"key":` bytes. Keys come from the application's code, so there are few of them;
- * the cache is emptied if it ever fills (keys made from data).
+ * What the writer keeps per tag key: `,"key":`, the key's string values while they repeat, and
+ * the whole `,"key":value` of the value it had last (a constant like `db.system` is one copy).
  */
-const keyCache = new Map<string, Uint8Array>();
-const KEY_CACHE_SIZE = 4096;
+class TagKey {
+  /** The key written after this one last time, and its entry. */
+  nextKey: string | undefined;
+  next: TagKey | undefined;
+  private readonly head: Encoded;
+  private readonly values = new RepeatCache(VALUES_PER_KEY);
+  private last: unknown;
+  private pair: Encoded | undefined;
+
+  constructor(key: string) {
+    this.head = encodeText(`,${JSON.stringify(key)}:`);
+  }
+
+  write(w: FrameWriter, value: unknown): void {
+    if (value === this.last && this.pair !== undefined) {
+      w.encoded(this.pair);
+      return;
+    }
+    const mark = w.mark;
+    w.encoded(this.head);
+    if (typeof value === "string") this.values.write(w, value);
+    else writeValue(w, value);
+    // Kept when the same primitive comes twice in a row: an object may have changed since.
+    if (value !== this.last) {
+      this.last = value;
+      this.pair = undefined;
+    } else if (this.pair === undefined && (typeof value !== "object" || value === null) && typeof value !== "function")
+      this.pair = w.encodedSince(mark);
+  }
+}
+
+/**
+ * Tag keys come from the application's code, so there are few of them; the map is emptied if it
+ * ever fills (keys made from data).
+ */
+const tagKeys = new Map<string, TagKey>();
+const TAG_KEYS_MAX = 4096;
+const VALUES_PER_KEY = 64;
 
 /** `json(value)`, written. */
 function writeValue(w: FrameWriter, value: unknown): void {
@@ -504,7 +600,10 @@ type Command = Record<string, Record<string, unknown>>;
  * dialect changed after the frames were encoded: rare, so it parses and stringifies.
  */
 export function translateBodies(bodies: string[], from: Dialect, to: Dialect, app: string): string[] {
-  if (from === to || to === "extended" || (from === "scout" && to === "spanhub")) return bodies;
+  // Every agent that accepts compact batches accepts the rest too.
+  if (from === to || to === "compact") return bodies;
+  if (from === "compact") return translateBodies(bodies.map(expandCompact), "extended", to, app);
+  if (to === "extended" || (from === "scout" && to === "spanhub")) return bodies;
   const out: string[] = [];
   let parentTags: [string, string] | undefined;
   for (const body of bodies) {
@@ -596,6 +695,31 @@ export function translateBodies(bodies: string[], from: Dialect, to: Dialect, ap
     out.push(JSON.stringify({ BatchCommand: { batch_id: batch.batch_id, commands } }));
   }
   return out;
+}
+
+/**
+ * A compact batch as the extended commands it stands for: each member names the request, and a
+ * `StartSpan` with `stop_timestamp` becomes that `StartSpan` and a `StopSpan` with the outcome.
+ */
+function expandCompact(body: string): string {
+  const batch = (
+    JSON.parse(body) as { BatchCommand?: { request_id?: string; batch_id?: string; commands?: Command[] } }
+  ).BatchCommand;
+  if (!batch || !Array.isArray(batch.commands) || batch.request_id === undefined) return body;
+  const request_id = batch.request_id;
+  const commands: Command[] = [];
+  for (const command of batch.commands) {
+    const [name, fields] = Object.entries(command)[0] ?? ["", {}];
+    if (name !== "StartSpan" || fields.stop_timestamp === undefined) {
+      commands.push({ [name]: { request_id, ...fields } });
+      continue;
+    }
+    const { stop_timestamp, status, error, ...start } = fields;
+    commands.push({ StartSpan: { request_id, ...start } });
+    const outcome = { ...(status === undefined ? {} : { status }), ...(error === undefined ? {} : { error }) };
+    commands.push({ StopSpan: { request_id, span_id: fields.span_id, timestamp: stop_timestamp, ...outcome } });
+  }
+  return JSON.stringify({ BatchCommand: { batch_id: batch.batch_id, commands } });
 }
 
 /** `outcomeTags` from StopSpan/FinishRequest's `status` and `error` fields. */

@@ -25,16 +25,13 @@ export function newRunId(): string {
   return runPrefix + runCounter.toString(16).padStart(12, "0");
 }
 
-export function newSpanId(): string {
-  return formatSpanId(spanIdPrefix(), nextSpanCounter());
-}
-
 /**
  * A span id in two parts, for the hot path: the process's prefix (6 hex digits) and a counter
- * (written as 10 hex digits); `formatSpanId` joins them when the id is needed as a string.
+ * (written as 10 hex digits); `formatSpanId` joins them when the id is needed as a string. The
+ * prefix is as of the latest `newRunId`, which checks for a fork (reading `process.pid` costs
+ * more than the rest of a span id).
  */
 export function spanIdPrefix(): string {
-  checkPid();
   return spanPrefix;
 }
 

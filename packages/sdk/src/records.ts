@@ -13,6 +13,8 @@ export interface EndOptions {
 
 /** Who receives the frames: the wire dialect the encoder writes for. */
 export type Dialect =
+  /** spanhub's agent that accepted the `compact_batch` extension in `Register`: compact batches. */
+  | "compact"
   /** spanhub's agent 0.2.0 or newer: Scout commands with spanhub's extensions. */
   | "extended"
   /** spanhub's agent before 0.2.0 (or not yet known): plain Scout, parent links in an `Events` frame. */
@@ -43,11 +45,10 @@ type PendingTags = unknown[];
 
 export class SpanRecord implements Span {
   readonly recording = true;
-  /** The id as prefix and counter; the string (`id`) is made only when asked for. */
-  readonly idPrefix = spanIdPrefix();
+  /** The id as prefix (the request's) and counter; the string (`id`) is made only when asked for. */
+  readonly idPrefix: string;
   readonly idCounter = nextSpanCounter();
   private idText: string | undefined;
-  readonly startMs = nowMs();
   endMs: number | undefined;
   tags: PendingTags | undefined;
   logs: { time: number; text: string }[] | undefined;
@@ -68,7 +69,11 @@ export class SpanRecord implements Span {
     /** The parent span, or null for a top-level span. */
     readonly parent: SpanRecord | null,
     readonly name: string,
-  ) {}
+    /** A root span starts with its request, at the same moment. */
+    readonly startMs = nowMs(),
+  ) {
+    this.idPrefix = request.spanPrefix;
+  }
 
   get id(): string {
     this.idText ??= formatSpanId(this.idPrefix, this.idCounter);
@@ -119,6 +124,8 @@ export class SpanRecord implements Span {
 
 /** A request (spanhub run) and what of it has not been sent yet. */
 export class RequestRecord {
+  /** The process's span id prefix, read once per request (its run id checked for a fork). */
+  readonly spanPrefix = spanIdPrefix();
   readonly startMs = nowMs();
   endMs: number | undefined;
   /** Spans with something unsent, in start order (so parents come before children). */
@@ -143,7 +150,7 @@ export class RequestRecord {
     private readonly onEnd: (request: RequestRecord) => void,
   ) {
     this.lastSentMs = this.startMs;
-    this.root = new SpanRecord(this, null, name);
+    this.root = new SpanRecord(this, null, name, this.startMs);
     this.root.kind = "request";
     this.spans.push(this.root);
     this.spanCount = 1;
@@ -188,8 +195,10 @@ export class RequestRecord {
       this.status = options.status;
       this.error = options.error;
     }
-    this.root.end();
-    this.endMs = nowMs();
+    const endMs = nowMs();
+    // The root span ends with its request, at the same moment.
+    this.root.endMs ??= endMs;
+    this.endMs = endMs;
     this.onEnd(this);
   }
 }

@@ -1,5 +1,5 @@
 import { connect, type Socket } from "node:net";
-import { FrameArena, frame, joinFrames, ReplyReader } from "./framing.js";
+import { adjacentRuns, FrameArena, frame, ReplyReader } from "./framing.js";
 import { findAgentCommand, launchAgent } from "./launcher.js";
 import type { Endpoint } from "./socketPath.js";
 import { warnOnce } from "./warn.js";
@@ -67,8 +67,6 @@ interface Entry {
 type Inflight = { entry: Entry; remaining: number } | { control: number };
 
 const MAX_ATTEMPTS = 5;
-/** A join buffer more than 4 times too large is given back when it is larger than this. */
-const JOIN_KEEP_BYTES = 1024 * 1024;
 const CONNECT_TIMEOUT_MS = 2000;
 const MAX_BACKOFF_MS = 5000;
 
@@ -97,9 +95,6 @@ export class Sender {
   /** Whether the current outage's drops happened while connected (the agent is slower than the app). */
   private cycleConnected = false;
   private readonly arena = new FrameArena();
-  /** Where a flush's frames are joined for its write, kept from flush to flush (see writeQueued). */
-  private joinBuffer: Buffer | undefined;
-  private joinBusy = false;
 
   constructor(private readonly options: SenderOptions) {}
 
@@ -280,7 +275,9 @@ export class Sender {
   /**
    * All queued entries in one socket write, when no earlier write awaits its replies and the
    * hello frames are answered (so the entries are in the agent's dialect). The entries are
-   * already framed: this joins their bytes (adjacent slices without a copy) and writes once.
+   * already framed, mostly side by side in a few large buffers: their slices are joined where
+   * adjacent (no copy) and handed over corked, so the socket writes them with one `writev`
+   * instead of copying megabytes into one buffer first (a long event-loop tick).
    */
   private writeQueued(): void {
     const socket = this.socket;
@@ -294,25 +291,10 @@ export class Sender {
       parts.push(entry.data);
     }
     this.armExportTimer();
-    // The join buffer is reused once the previous write that used it is done.
-    let into = this.joinBusy ? undefined : this.joinBuffer;
-    let total = 0;
-    for (const part of parts) total += part.length;
-    if (
-      !this.joinBusy &&
-      (!into || into.length < total || (into.length > 4 * total && into.length > JOIN_KEEP_BYTES))
-    ) {
-      // With room to spare: the next window is rarely exactly as large.
-      into = parts.length > 1 && total > JOIN_KEEP_BYTES / 4 ? Buffer.allocUnsafe(Math.ceil(total * 1.25)) : undefined;
-      this.joinBuffer = into;
-    }
-    const data = joinFrames(parts, into);
-    if (into && data.buffer === into.buffer) {
-      this.joinBusy = true;
-      socket.write(data, () => {
-        this.joinBusy = false;
-      });
-    } else socket.write(data);
+    const runs = adjacentRuns(parts);
+    socket.cork();
+    for (const run of runs) socket.write(run);
+    socket.uncork();
   }
 
   /** Re-encodes an entry for the agent's dialect when it was encoded for another one. */

@@ -65,6 +65,8 @@ export interface TracerStats extends SenderStats {
   openRequests: number;
 }
 
+/** spanhub's extension for smaller batches, offered in `Register` (docs/protocol.md). */
+const COMPACT_BATCH = "compact_batch";
 const DEFAULTS = { flushIntervalMs: 1000, maxQueueBytes: 8 * 1024 * 1024, maxSpansPerRequest: 10_000 };
 const FLUSH_TIMEOUT_MS = 10_000;
 /** How long a flush waits for a new connection's `Status` answer, so it encodes for the right agent. */
@@ -88,12 +90,15 @@ export class Tracer {
   private shutdownPromise: Promise<void> | undefined;
   private exitFlushSeq = -1;
   /**
-   * What the agent understands, from its `Status` answer on the latest connection. Until one
-   * arrives, batches are encoded for spanhub 0.2.0 or newer; the sender writes nothing before
-   * the answer, and re-encodes a batch for an older agent (`adapt`) when it turns out to be one.
+   * What the agent understands, from its answers to `Register` and `Status` on the latest
+   * connection. Until they arrive, batches are encoded for the newest agent (`compact`); the
+   * sender writes nothing before the answers, and re-encodes a batch for an older agent
+   * (`adapt`) when it turns out to be one.
    */
-  private dialect: Dialect = "extended";
+  private dialect: Dialect = "compact";
   private dialectKnown = false;
+  /** Whether the latest connection's agent accepted the `compact_batch` extension in its `Register` reply. */
+  private compactAccepted = false;
   /** A finished request is encoded at once, into the sender's queue: a flush only writes. */
   private readonly endRequest = (request: RequestRecord) => {
     this.open.delete(request);
@@ -135,14 +140,7 @@ export class Tracer {
     } catch {
       return fn(NOOP_SPAN);
     }
-    const root = request.root;
-    return this.run(root, fn, (error) => {
-      if (error === undefined) request.end();
-      else {
-        root.end({ error });
-        request.end({ error });
-      }
-    });
+    return this.run(request.root, fn, request);
   }
 
   /** Runs `fn` as a child of the current span; outside a request it just runs `fn`. */
@@ -165,8 +163,7 @@ export class Tracer {
       span = undefined;
     }
     if (!span) return fn(NOOP_SPAN);
-    const record = span;
-    return this.run(record, fn, (error) => (error === undefined ? record.end() : record.end({ error })));
+    return this.run(span, fn, undefined);
   }
 
   /**
@@ -294,35 +291,31 @@ export class Tracer {
     return span ? { runId: span.runId, spanId: span.id } : undefined;
   }
 
-  /** Runs `fn` in `span`'s context; `finish` is called once with the error (if any) when it settles. */
-  private run<T>(span: SpanRecord, fn: (span: Span) => T, finish: (error?: unknown) => void): T {
-    const settle = (error?: unknown) => {
-      try {
-        finish(error);
-      } catch {
-        // Recording problems never reach the application.
-      }
-    };
+  /**
+   * Runs `fn` in `span`'s context and ends the span (and `request`, whose root it is) once `fn`
+   * settles. No closure on the synchronous path: this runs for every span.
+   */
+  private run<T>(span: SpanRecord, fn: (span: Span) => T, request: RequestRecord | undefined): T {
     let result: T;
     try {
       result = this.context.run(span, fn, span);
     } catch (error) {
-      settle(error ?? new Error(String(error)));
+      settle(span, request, error ?? new Error(String(error)));
       throw error;
     }
     if (isThenable(result)) {
       return result.then(
         (value) => {
-          settle();
+          settle(span, request, undefined);
           return value;
         },
         (error: unknown) => {
-          settle(error ?? new Error(String(error)));
+          settle(span, request, error ?? new Error(String(error)));
           throw error;
         },
       ) as T;
     }
-    settle();
+    settle(span, request, undefined);
     return result;
   }
 
@@ -348,7 +341,7 @@ export class Tracer {
   /** Encodes what `request` has not sent yet as one batch and queues it. */
   private send(request: RequestRecord, now: number): void {
     const dialect = this.dialect;
-    if (dialect === "extended") {
+    if (dialect === "compact") {
       const data = encodeRequestFrame(request, now, this.writer);
       if (data) this.sender.enqueueFrames(data, 1, dialect);
       return;
@@ -392,6 +385,7 @@ export class Tracer {
           host: hostname(),
           sdk: SDK_NAME,
           sdk_version: SDK_VERSION,
+          extensions: [COMPACT_BATCH],
         },
       },
       {
@@ -412,8 +406,12 @@ export class Tracer {
     ];
   }
 
-  /** The `Status` answer (the third hello frame) decides what this SDK sends to the agent. */
+  /** The `Register` and `Status` answers (the first and third hello frames) decide what this SDK sends to the agent. */
   private onControlReply(socket: string, message: unknown, index: number): void {
+    if (index === 0) {
+      const extensions = (message as { Register?: { extensions?: unknown } } | undefined)?.Register?.extensions;
+      this.compactAccepted = Array.isArray(extensions) && extensions.includes(COMPACT_BATCH);
+    }
     if (index !== 2) return;
     const status = (message as { Status?: { version?: unknown } } | undefined)?.Status;
     const version = typeof status?.version === "string" ? status.version : undefined;
@@ -430,7 +428,7 @@ export class Tracer {
         "agent-version",
         `spanhub: the agent on ${socket} is version ${version}; ${SDK_NAME} ${SDK_VERSION} needs ${MIN_AGENT_VERSION} or newer for spanhub's extensions to Scout commands and sends plain Scout commands meanwhile: upgrade spanhub`,
       );
-    } else this.dialect = "extended";
+    } else this.dialect = this.compactAccepted ? "compact" : "extended";
   }
 }
 
@@ -481,6 +479,21 @@ const NOOP_REQUEST: RequestHandle = Object.freeze({
   },
   end() {},
 });
+
+/** Ends `span` (and `request`, when the span is its root), failed when `error` is given. */
+function settle(span: SpanRecord, request: RequestRecord | undefined, error: unknown): void {
+  try {
+    if (error === undefined) {
+      if (request) request.end();
+      else span.end();
+    } else {
+      span.end({ error });
+      request?.end({ error });
+    }
+  } catch {
+    // Recording problems never reach the application.
+  }
+}
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (

@@ -592,6 +592,90 @@ describe("spanhub extensions to Scout commands", () => {
     ]);
   });
 
+  it("Register answers which offered extensions it accepts; a client that offers none gets Scout's reply", () => {
+    const offered = decode({ Register: { app: "billing", key: "k", extensions: ["compact_batch", "teleport"] } });
+    assert.deepEqual(offered.reply, { Register: { id: null, result: "Success", extensions: ["compact_batch"] } });
+    assert.deepEqual(decode({ Register: { app: "billing", extensions: "compact_batch" } }).reply, {
+      Register: { id: null, result: "Success" },
+    });
+    assert.deepEqual(decode({ Register: { app: "billing" } }).reply, { Register: { id: null, result: "Success" } });
+  });
+
+  it("compact_batch: members without request_id take the batch's; a finished StartSpan is the span's start and end", () => {
+    const message = decode({
+      BatchCommand: {
+        request_id: R,
+        batch_id: "compact-1",
+        commands: [
+          { StartRequest: { timestamp: iso(T0), name: "GET /x" } },
+          { TagRequest: { tag: "user", value: 42 } },
+          {
+            StartSpan: {
+              span_id: "root",
+              parent_id: null,
+              operation: "GET /x",
+              timestamp: iso(T0 + 10),
+              kind: "request",
+            },
+          },
+          {
+            StartSpan: {
+              span_id: "db",
+              parent_id: "root",
+              operation: "SQL/Query",
+              timestamp: iso(T0 + 20),
+              tags: { rows: 3 },
+              stop_timestamp: iso(T0 + 30),
+              status: "timed_out",
+              error: { type: "TimeoutError", message: "slow" },
+            },
+          },
+          { StartSpan: { span_id: "cache", parent_id: "root", operation: "Cache/read", stop_timestamp: iso(T0 + 35) } },
+          { TagSpan: { span_id: "root", tags: { b: 2 } } },
+          { LogSpan: { span_id: "root", text: "done", timestamp: iso(T0 + 40) } },
+          { StopSpan: { span_id: "root", timestamp: iso(T0 + 50) } },
+          // A member naming its own request keeps it.
+          { StartRequest: { request_id: "req-other", timestamp: iso(T0) } },
+          { FinishRequest: { timestamp: iso(T0 + 60) } },
+        ],
+      },
+    });
+    assert.deepEqual(message.skipped, []);
+    assert.deepEqual(eventsOf(message), [
+      runStart(R, T0, { name: "GET /x", tags: { user: 42 } }),
+      span(R, "root", null, T0 + 10, T0 + 50, {
+        name: "GET /x",
+        spanKind: "request",
+        tags: { b: 2 },
+        logs: [{ time: T0 + 40, text: "done" }],
+      }),
+      span(R, "db", "root", T0 + 20, T0 + 30, {
+        name: "SQL/Query",
+        tags: { rows: 3 },
+        status: "timed_out",
+        error: { type: "TimeoutError", message: "slow" },
+      }),
+      span(R, "cache", "root", RECEIVED, T0 + 35, { name: "Cache/read" }),
+      runStart("req-other", T0),
+      runEnd(R, T0 + 60),
+    ]);
+    // A StartSpan without stop_timestamp ignores status and error: only a stop carries them.
+    assert.deepEqual(
+      eventsOf(
+        decode({ StartSpan: { request_id: R, span_id: "s", operation: "x", timestamp: iso(T0), status: "failed" } }),
+      ),
+      [spanStart(R, "s", null, T0, { name: "x" })],
+    );
+    assert.deepEqual(
+      eventsOf(decode({ StartSpan: { request_id: R, span_id: "s", operation: "x", stop_timestamp: iso(T0 + 1) } })),
+      [spanStart(R, "s", null, RECEIVED, { name: "x" }), spanEnd(R, "s", T0 + 1)],
+    );
+    const bad = decode({ BatchCommand: { request_id: 7, commands: [] } });
+    assert.ok("Failure" in bad.reply, "a request_id that is not a string refuses the batch");
+    const missing = decode({ BatchCommand: { commands: [{ StartRequest: { timestamp: iso(T0) } }] } });
+    assert.equal(missing.skipped.length, 1, "without a batch request_id a member must name one");
+  });
+
   it("leaves the caller's tags objects alone when later commands merge into them", () => {
     const startTags = { a: 1 };
     const message = decode({

@@ -20,9 +20,14 @@ import { DecodeError, decodeJsonEvent, dropUndefined } from "./jsonLines.js";
  * send (see docs/protocol.md, "spanhub extensions to Scout commands"): `LogSpan`; `tags`,
  * `kind`, `rpc_service`, `rpc_method` on `StartSpan`; `tags` on `TagSpan`; `status` and
  * `error` on `StopSpan` and `FinishRequest`; `name`, `tags`, `parent_run_id`,
- * `parent_span_id` on `StartRequest`.
+ * `parent_span_id` on `StartRequest`; and, negotiated through `Register`'s `extensions`
+ * (`compact_batch`), a `request_id` on `BatchCommand` for members that name none, and
+ * `stop_timestamp`, `status`, `error` on `StartSpan` for a span that has ended too.
  */
 export const AGENT_VERSION = "1.5.1";
+
+/** The extensions a client must offer in `Register` before it may use them (see `Register`). */
+const NEGOTIATED_EXTENSIONS = ["compact_batch"];
 
 /** What a connection remembers between frames. */
 export interface ScoutConnection {
@@ -81,10 +86,15 @@ function decodeCommand(
       connection.app = app;
       if (typeof body.host === "string" && body.host !== "") connection.host = body.host;
       const { key: _secret, ...details } = body;
+      // A client that offers extensions learns which of them this agent accepts; Scout's never offer any.
+      const offered = body.extensions;
+      const accepted = Array.isArray(offered)
+        ? { extensions: NEGOTIATED_EXTENSIONS.filter((name) => offered.includes(name)) }
+        : {};
       return {
         command,
         submission: { events: [], appEvents: [{ app, eventType: "Register", value: details, time: receivedAt }] },
-        reply: { Register: { id: null, result: "Success" } },
+        reply: { Register: { id: null, result: "Success", ...accepted } },
         skipped: [],
       };
     }
@@ -112,6 +122,8 @@ function decodeCommand(
       const members = body.commands;
       if (!Array.isArray(members)) throw new DecodeError('BatchCommand needs a "commands" array');
       const submission = newSubmission(body, connection);
+      // spanhub's extension (compact_batch): the request of members that name none.
+      const batchRunId = optionalString(body, "request_id");
       const skipped: DecodeError[] = [];
       const coalescer = new Coalescer();
       for (const member of members) {
@@ -127,7 +139,7 @@ function decodeCommand(
             ];
           } else if (name === "TagSpan" || (name === "TagRequest" && memberBody.tag !== "spanhub.name")) {
             const spanId = name === "TagSpan" ? stringField(memberBody, "span_id") : undefined;
-            const runId = stringField(memberBody, "request_id");
+            const runId = runIdOf(memberBody, batchRunId);
             const time = timestamp(memberBody, receivedAt);
             // spanhub's extension: TagSpan may carry several tags at once in `tags`.
             const tags = spanId === undefined ? undefined : optionalTags(memberBody);
@@ -136,7 +148,9 @@ function decodeCommand(
               coalescer.tag(runId, spanId, tag, memberBody.value ?? null, time);
             }
             if (tags !== undefined) for (const key in tags) coalescer.tag(runId, spanId, key, tags[key] ?? null, time);
-          } else coalescer.add(requestCommand(name, memberBody, connection, receivedAt));
+          } else
+            for (const event of requestEvents(name, memberBody, connection, receivedAt, batchRunId))
+              coalescer.add(event);
         } catch (error) {
           skipped.push(error instanceof DecodeError ? error : new DecodeError(String(error)));
         }
@@ -161,7 +175,7 @@ function decodeCommand(
       return { command, submission, reply, skipped };
     }
     default: {
-      const events = [requestCommand(command, body, connection, receivedAt)];
+      const events = requestEvents(command, body, connection, receivedAt, undefined);
       return { command, submission: { events, ...appOf(connection) }, reply: success, skipped: [] };
     }
   }
@@ -192,15 +206,36 @@ const REQUEST_COMMANDS = new Set([
   "LogSpan",
 ]);
 
-/** One of the commands that describe a request and its spans. */
+/**
+ * One of the commands that describe a request and its spans, as its event; a `StartSpan` with a
+ * `stop_timestamp` (spanhub's compact_batch) as the span's start and end.
+ */
+function requestEvents(
+  command: string,
+  body: Record<string, unknown>,
+  connection: ScoutConnection,
+  receivedAt: Micros,
+  batchRunId: string | undefined,
+): RunEvent[] {
+  const event = requestCommand(command, body, connection, receivedAt, batchRunId);
+  if (event.kind !== "span_start" || body.stop_timestamp === undefined) return [event];
+  return [event, spanEnd(body, event.runId, event.spanId, timestamp(body, receivedAt, "stop_timestamp"))];
+}
+
+/** A member's `request_id`, or its batch's (compact_batch) when it names none. */
+function runIdOf(body: Record<string, unknown>, batchRunId: string | undefined): string {
+  return body.request_id === undefined && batchRunId !== undefined ? batchRunId : stringField(body, "request_id");
+}
+
 function requestCommand(
   command: string,
   body: Record<string, unknown>,
   connection: ScoutConnection,
   receivedAt: Micros,
+  batchRunId: string | undefined,
 ): RunEvent {
   if (!REQUEST_COMMANDS.has(command)) throw new DecodeError(`unknown command "${command}"`, "rejected");
-  const runId = stringField(body, "request_id");
+  const runId = runIdOf(body, batchRunId);
   const time = timestamp(body, receivedAt);
   switch (command) {
     case "StartRequest":
@@ -265,16 +300,20 @@ function requestCommand(
       return { kind: "span_log", runId, spanId, time, text: typeof text === "string" ? text : JSON.stringify(text) };
     }
     default:
-      // status and error are spanhub's extensions.
-      return dropUndefined({
-        kind: "span_end",
-        runId,
-        spanId: stringField(body, "span_id"),
-        time,
-        ...spanEndStatus(body.status),
-        error: toSpanError(body.error),
-      });
+      return spanEnd(body, runId, stringField(body, "span_id"), time);
   }
+}
+
+/** A span's end from `StopSpan` (or a `StartSpan` with `stop_timestamp`); status and error are spanhub's extensions. */
+function spanEnd(body: Record<string, unknown>, runId: string, spanId: string, time: Micros): RunEvent {
+  return dropUndefined({
+    kind: "span_end",
+    runId,
+    spanId,
+    time,
+    ...spanEndStatus(body.status),
+    error: toSpanError(body.error),
+  });
 }
 
 function applicationEvent(body: Record<string, unknown>, connection: ScoutConnection, receivedAt: Micros): AppEvent {
@@ -335,7 +374,7 @@ function optionalTags(body: Record<string, unknown>): Tags | undefined {
 }
 
 /** A missing or unreadable timestamp means the receive time counts. */
-function timestamp(body: Record<string, unknown>, receivedAt: Micros): Micros {
-  const value = body.timestamp;
+function timestamp(body: Record<string, unknown>, receivedAt: Micros, key = "timestamp"): Micros {
+  const value = body[key];
   return typeof value === "string" ? (parseIsoMicros(value) ?? receivedAt) : receivedAt;
 }
