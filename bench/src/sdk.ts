@@ -60,7 +60,6 @@ const START_TIMEOUT_MS = 30_000;
 // The workload: one request = a root span and 9 children, 10 tags on each, same for every tracer.
 
 const SPANS_PER_REQUEST = 10;
-const TAGS_PER_SPAN = 10;
 const ROOT_NAME = "GET /users/:id";
 const CHILD_NAMES = [
   "Middleware/auth",
@@ -73,20 +72,33 @@ const CHILD_NAMES = [
   "Template/Partial",
   "Cache/write",
 ];
-/** Attribute values OpenTelemetry accepts too: strings, numbers, booleans. */
-const TAGS: [string, string | number | boolean][] = [
+/**
+ * Attribute values OpenTelemetry accepts too: strings, numbers, booleans. Seven repeat on every
+ * span, as deployment and operation tags do; three change from span to span (a user id from a pool
+ * of 4096, a row count, an allocation count), so no tracer is measured on repeats alone.
+ */
+const FIXED_TAGS: [string, string | number | boolean][] = [
   ["db.system", "postgresql"],
   ["db.statement", "SELECT id, name, email FROM users WHERE id = $1"],
-  ["db.rows", 20],
   ["cached", false],
   ["http.method", "GET"],
   ["http.status_code", 200],
   ["net.peer.name", "db.internal.example.com"],
-  ["thread", "main"],
-  ["allocations", 1234],
   ["component", "users.show"],
 ];
-if (CHILD_NAMES.length !== SPANS_PER_REQUEST - 1 || TAGS.length !== TAGS_PER_SPAN)
+const USER_IDS = Array.from({ length: 4096 }, (_, index) => `u-${(index * 2654435761).toString(16).padStart(8, "0")}`);
+const TAGS_PER_SPAN = FIXED_TAGS.length + 3;
+let spanNumber = 0;
+
+/** The span's ten tags, in a fixed key order; the varying values come from precomputed tables. */
+function forEachTag(set: (key: string, value: string | number | boolean) => void): void {
+  spanNumber += 1;
+  for (const [key, value] of FIXED_TAGS) set(key, value);
+  set("user.id", USER_IDS[spanNumber & 4095] as string);
+  set("db.rows", spanNumber % 1000);
+  set("allocations", (spanNumber * 7919) % 100_000);
+}
+if (CHILD_NAMES.length !== SPANS_PER_REQUEST - 1 || TAGS_PER_SPAN !== 10)
   throw new Error("the request shape does not match SPANS_PER_REQUEST / TAGS_PER_SPAN");
 
 /** The slice of the tracer API the workload uses, so tracing off is the same code with a stub. */
@@ -96,7 +108,7 @@ interface SpanApi {
 }
 
 function tagAll(span: Span): void {
-  for (const [key, value] of TAGS) span.tag(key, value);
+  forEachTag((key, value) => span.tag(key, value));
 }
 
 function spanhubRequest(tracer: SpanApi): void {
@@ -108,10 +120,10 @@ function spanhubRequest(tracer: SpanApi): void {
 
 function otelRequest(tracer: OtelTracer): void {
   tracer.startActiveSpan(ROOT_NAME, (root) => {
-    for (const [key, value] of TAGS) root.setAttribute(key, value);
+    forEachTag((key, value) => root.setAttribute(key, value));
     for (const name of CHILD_NAMES)
       tracer.startActiveSpan(name, (span) => {
-        for (const [key, value] of TAGS) span.setAttribute(key, value);
+        forEachTag((key, value) => span.setAttribute(key, value));
         span.end();
       });
     root.end();
