@@ -150,6 +150,23 @@ export function dropUndefined<T extends object>(value: T): T {
   return value;
 }
 
+/** Parses one JSON line (a byte-order mark at its start is allowed); throws DecodeError. */
+export function parseJsonLine(line: string): unknown {
+  try {
+    return JSON.parse(line.charCodeAt(0) === 0xfeff ? line.slice(1) : line);
+  } catch {
+    throw new DecodeError("line is not valid JSON");
+  }
+}
+
+/** Bad input is logged the first few times per connection, then once in this many. */
+const LOG_EVERY = 1000;
+
+/** Whether the `count`th problem of a connection is logged (so a flood of bad input stays readable). */
+export function isLoggedProblem(count: number): boolean {
+  return count <= 5 || count % LOG_EVERY === 0;
+}
+
 /** A short, single-line preview of bad input for logs. */
 export function preview(text: string | Buffer, max = 120): string {
   const flat = (typeof text === "string" ? text : text.toString("utf8", 0, Math.min(text.length, max * 4))).replace(
