@@ -1,4 +1,5 @@
 import * as ingest from "./ingest.js";
+import * as runner from "./runner.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
 
@@ -10,6 +11,7 @@ import { type BenchModule, formatTable } from "./table.js";
 const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["ingest", ingest],
   ["sdk", sdk],
+  ["runner", runner],
 ];
 
 const only = process.argv.slice(2);

@@ -485,10 +485,10 @@ describe("spanhub run, its parts", () => {
     const intake = new SpanIntake({
       runId: "r1",
       rootSpanId: "root",
-      forward: (event) => forwarded.push(event),
+      forward: (json) => forwarded.push(JSON.parse(json)),
       warn: (message) => warnings.push(message),
     });
-    intake.line('{"type":"span_start","span_id":"a","name":"a","run_id":"elsewhere"}', 1000);
+    intake.line('\ufeff {"type":"span_start","span_id":"a","name":"a","run_id":"elsewhere"} \r', 1000);
     intake.line('{"type":"span_start","span_id":"b","parent_id":"a","start_ms":900}', 1000);
     intake.line('{"type":"span_start","span_id":"a","tags":{"k":1}}', 1001);
     intake.line('{"type":"span_end","span_id":"b"}', 1002);

@@ -64,7 +64,11 @@ export class EventForwarder {
 
   /** Queues one event (a JSON-lines object with its `run_id`). */
   send(event: Record<string, unknown>): void {
-    const json = JSON.stringify(event);
+    this.sendJson(JSON.stringify(event));
+  }
+
+  /** Queues one event given as JSON text. */
+  sendJson(json: string): void {
     this.pending.push(json);
     this.pendingBytes += json.length;
     if (this.pending.length >= this.maxBatchEvents || this.pendingBytes >= this.maxBatchBytes) this.cut();

@@ -7,8 +7,8 @@ const CHILD_TYPES = new Set(["run_tag", "span_start", "span_tag", "span_log", "s
 export interface SpanIntakeOptions {
   runId: string;
   rootSpanId: string;
-  /** Takes each accepted event, as a JSON-lines object with the run id and a time. */
-  forward: (event: Record<string, unknown>) => void;
+  /** Takes each accepted event as JSON text: a JSON-lines object with the run id and a time. */
+  forward: (json: string) => void;
   /** Where skipped lines are reported, one line each. */
   warn: (message: string) => void;
 }
@@ -22,8 +22,13 @@ export interface SpanIntakeOptions {
 export class SpanIntake {
   private skippedLines = 0;
   private readonly openSpans = new Set<string>();
+  private readonly runIdField: string;
+  private readonly rootParentField: string;
 
-  constructor(private readonly options: SpanIntakeOptions) {}
+  constructor(private readonly options: SpanIntakeOptions) {
+    this.runIdField = `,"run_id":${JSON.stringify(options.runId)}`;
+    this.rootParentField = `,"parent_id":${JSON.stringify(options.rootSpanId)}`;
+  }
 
   get skipped(): number {
     return this.skippedLines;
@@ -37,7 +42,7 @@ export class SpanIntake {
   /** Takes one line read at `receivedMs` (milliseconds since the epoch). */
   line(text: string, receivedMs: number): void {
     try {
-      this.accept(parseJsonLine(text), receivedMs);
+      this.accept(text, receivedMs);
     } catch (error) {
       this.skip(error instanceof DecodeError ? error.message : String(error), text);
     }
@@ -50,22 +55,23 @@ export class SpanIntake {
       this.options.warn(`skipped line (${this.skippedLines} so far): ${reason}: ${preview(text)}`);
   }
 
-  private accept(value: unknown, receivedMs: number): void {
+  private accept(text: string, receivedMs: number): void {
     const { runId, rootSpanId } = this.options;
-    if (typeof value === "object" && value !== null && !Array.isArray(value))
-      (value as Record<string, unknown>).run_id = runId;
+    const value = parseJsonLine(text);
     const event = decodeJsonEvent(value, { runId, receivedAt: millisToMicros(receivedMs) });
     const raw = value as Record<string, unknown>;
     if (!CHILD_TYPES.has(raw.type as string))
       throw new DecodeError(`${raw.type} is sent by spanhub run itself, not through the run's socket`);
-    if (!hasOwnTime(raw)) raw.ts_ms = receivedMs;
+    // Hot path: the line is forwarded as it came, with our fields appended (JSON's last duplicate key wins).
+    let added = this.runIdField;
+    if (!hasOwnTime(raw)) added += `,"ts_ms":${receivedMs}`;
     if (event.kind === "span_start" && event.spanId !== rootSpanId) {
       // An explicit null parent, or none on a span's first start, means top level: under the root.
       if (event.parentId === null || (event.parentId === undefined && !this.openSpans.has(event.spanId)))
-        raw.parent_id = rootSpanId;
+        added += this.rootParentField;
       this.openSpans.add(event.spanId);
     } else if (event.kind === "span_end") this.openSpans.delete(event.spanId);
-    this.options.forward(raw);
+    this.options.forward(`${text.slice(text.indexOf("{"), text.lastIndexOf("}"))}${added}}`);
   }
 }
 

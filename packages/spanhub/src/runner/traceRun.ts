@@ -57,7 +57,7 @@ export async function traceRun(options: TraceRunOptions): Promise<number> {
     batchPrefix: runId,
     warn,
   });
-  const intake = new SpanIntake({ runId, rootSpanId, forward: (event) => forwarder.send(event), warn });
+  const intake = new SpanIntake({ runId, rootSpanId, forward: (json) => forwarder.sendJson(json), warn });
   forwarder.send({
     type: "run_start",
     run_id: runId,
