@@ -196,12 +196,24 @@ emit(type="run_tag", tags={"rows": 10})`,
     assert.deepEqual(runSockets(made), [], "the run socket is removed");
   });
 
-  it("fails the run with the child's exit code", async () => {
+  it("fails the run with the child's exit code (in --cwd, with --clean-env)", async () => {
     const made = home();
-    const script = pythonChild(made, "exit1", `emit(type="span_start", span_id="s", name="step")\nsys.exit(3)`);
-    const result = await run(made, ["--", "python3", script]);
+    const script = pythonChild(
+      made,
+      "exit1",
+      `emit(type="span_tag", span_id=os.environ["SPANHUB_PARENT_SPAN"], tags={"child_cwd": os.getcwd(), "names": sorted(os.environ)})
+emit(type="span_start", span_id="s", name="step")
+sys.exit(3)`,
+    );
+    const workDir = join(made.root, "work");
+    mkdirSync(workDir);
+    const result = await run(made, ["--cwd", workDir, "--clean-env", "--", "python3", script], { NOT_PASSED: "x" });
     assert.equal(result.code, 3);
     const { run: stored, root, spans } = await onlyRun(made);
+    assert.equal(root.tags.child_cwd, workDir);
+    const names = root.tags.names as string[];
+    assert.ok(names.includes("PATH") && names.includes("SPANHUB_RUN_SOCKET") && names.includes("SPANHUB_DATA"));
+    assert.ok(!names.includes("NOT_PASSED"), "--clean-env passes only the listed variables");
     assert.equal(stored.status, "failed");
     assert.equal(stored.reason, "exit 3");
     assert.equal(root.status, "failed");

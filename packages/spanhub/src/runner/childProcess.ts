@@ -99,7 +99,14 @@ export class TracedChild {
 function relayLines(source: Readable, target: Writable, tail: OutputTail): Promise<void> {
   return new Promise((resolve) => {
     let partial: Buffer[] = [];
+    // Our output closed (`spanhub run ... | head`): the child keeps running, its output is only kept.
+    let broken = false;
+    target.once("error", () => {
+      broken = true;
+      source.resume();
+    });
     const write = (data: Buffer) => {
+      if (broken) return;
       if (!target.write(data)) {
         source.pause();
         target.once("drain", () => source.resume());
