@@ -6,7 +6,7 @@ import { ensurePrivateDir } from "../agent/privateDir.js";
 import { childEnvironment } from "./childEnvironment.js";
 import { type ChildExit, type OutputTail, TracedChild } from "./childProcess.js";
 import { EventForwarder } from "./eventForwarder.js";
-import { type RunOutcome, runOutcome, type StopCause } from "./outcome.js";
+import { EXIT_CANCELLED, type RunOutcome, runOutcome, type StopCause } from "./outcome.js";
 import { RunSocket } from "./runSocket.js";
 import { SpanIntake } from "./spanIntake.js";
 
@@ -86,7 +86,15 @@ export async function traceRun(options: TraceRunOptions): Promise<number> {
     child?.signalGroup(signal);
     killTimer ??= setTimeout(() => child?.signalGroup("SIGKILL"), options.graceMs);
   };
+  let childExited = false;
+  let runSocket: RunSocket | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (childExited) {
+      // The run's end is decided; only the wait for the agent is left, and the user gave up on it.
+      warn(`${signal}: exiting without waiting for the agent to acknowledge the run's last events`);
+      runSocket?.unlink();
+      process.exit(EXIT_CANCELLED);
+    }
     // A second Ctrl-C does not wait for the grace period.
     if (stop?.kind === "cancel") child?.signalGroup("SIGKILL");
     else {
@@ -97,7 +105,6 @@ export async function traceRun(options: TraceRunOptions): Promise<number> {
   for (const signal of CANCEL_SIGNALS) process.on(signal, onSignal);
 
   let exit: ChildExit = { code: null, signal: null };
-  let runSocket: RunSocket | undefined;
   try {
     const socketDir = dirname(options.agentSocket);
     ensurePrivateDir(socketDir);
@@ -135,6 +142,7 @@ export async function traceRun(options: TraceRunOptions): Promise<number> {
               stopChild("SIGTERM");
             }, timeoutMs);
       exit = await started.exited;
+      childExited = true;
       clearTimeout(timeoutTimer);
       clearTimeout(killTimer);
       await Promise.race([started.outputDone, sleep(DRAIN_MS)]);
@@ -144,6 +152,7 @@ export async function traceRun(options: TraceRunOptions): Promise<number> {
   } catch (error) {
     exit = { code: null, signal: null, spawnError: error as Error };
   } finally {
+    childExited = true;
     runSocket?.unlink();
   }
 
