@@ -45,9 +45,14 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** The env under which `spanhub run` (and any agent it launches) uses only this home. */
+/** The env under which `spanhub run` (and any agent it launches) uses only this home, outside any traced run. */
 function homeEnv(made: Home): NodeJS.ProcessEnv {
-  return { SPANHUB_SOCKET: made.socket, SPANHUB_DATA: made.data };
+  return {
+    SPANHUB_SOCKET: made.socket,
+    SPANHUB_DATA: made.data,
+    SPANHUB_RUN_ID: undefined,
+    SPANHUB_PARENT_SPAN: undefined,
+  };
 }
 
 /**
@@ -136,7 +141,7 @@ function runSockets(made: Home): string[] {
 }
 
 describe("spanhub run", () => {
-  it("launches the agent when none runs, and stores the child's tree under the root span", async () => {
+  it("launches the agent when none runs; the child connects on its first line; its tree lands under the root span", async () => {
     const made = home();
     const script = pythonChild(
       made,

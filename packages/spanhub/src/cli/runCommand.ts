@@ -5,7 +5,7 @@ import { parseDuration, socketOption } from "./options.js";
 
 interface RunFlags {
   name?: string;
-  tag: Record<string, string>;
+  tag?: Record<string, string>;
   timeout?: number;
   grace: number;
   cwd?: string;
@@ -20,7 +20,7 @@ export function runCommand(): Command {
       .usage("[options] -- <command> [args...]")
       .argument("<command...>", "the command and its arguments")
       .option("--name <name>", "the run's name (default: the command line)")
-      .option("--tag <key=value>", "a run tag (repeatable)", collectTag, {})
+      .option("--tag <key=value>", "a run tag (repeatable)", collectTag)
       .addOption(
         new Option("--timeout <duration>", "stop the command after this long (exit 124)").argParser(parseDuration),
       )
@@ -38,7 +38,7 @@ export function runCommand(): Command {
         process.exitCode = await traceRun({
           command,
           ...(flags.name !== undefined ? { name: flags.name } : {}),
-          tags: flags.tag,
+          tags: flags.tag ?? {},
           ...(flags.timeout !== undefined ? { timeoutMs: flags.timeout } : {}),
           graceMs: flags.grace,
           cwd: resolve(flags.cwd ?? "."),
@@ -50,7 +50,7 @@ export function runCommand(): Command {
   );
 }
 
-function collectTag(text: string, tags: Record<string, string>): Record<string, string> {
+function collectTag(text: string, tags: Record<string, string> = {}): Record<string, string> {
   const at = text.indexOf("=");
   if (at <= 0) throw new InvalidArgumentError("write a tag as key=value");
   return { ...tags, [text.slice(0, at)]: text.slice(at + 1) };
