@@ -105,6 +105,8 @@ export async function traceRun(options: TraceRunOptions): Promise<number> {
   for (const signal of CANCEL_SIGNALS) process.on(signal, onSignal);
 
   let exit: ChildExit = { code: null, signal: null };
+  /** Why the run socket could not be set up (the command then never starts). */
+  let setupError: Error | undefined;
   try {
     const socketDir = dirname(options.agentSocket);
     ensurePrivateDir(socketDir);
@@ -150,14 +152,17 @@ export async function traceRun(options: TraceRunOptions): Promise<number> {
     }
     await runSocket.close(DRAIN_MS);
   } catch (error) {
-    exit = { code: null, signal: null, spawnError: error as Error };
+    setupError = error as Error;
   } finally {
     childExited = true;
     runSocket?.unlink();
   }
 
-  const outcome = runOutcome(exit, stop);
-  if (exit.spawnError) warn(outcome.reason ?? "cannot run");
+  const outcome: RunOutcome = setupError
+    ? { status: "failed", spanStatus: "failed", reason: `spanhub run: ${setupError.message}`, exitCode: 1 }
+    : runOutcome(exit, stop);
+  if (setupError) warn(setupError.message);
+  else if (exit.spawnError) warn(outcome.reason ?? "");
   endRun(forwarder, intake, { runId, rootSpanId, outcome, exit, tails: child && [child.stdoutTail, child.stderrTail] });
   const delivered = await forwarder.flush(FLUSH_MS);
   if (!delivered)
