@@ -1,6 +1,7 @@
 import * as digest from "./digest.js";
 import * as ingest from "./ingest.js";
 import * as otlp from "./otlp.js";
+import * as runner from "./runner.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
 
@@ -14,6 +15,7 @@ const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["otlp", otlp],
   ["sdk", sdk],
   ["digest", digest],
+  ["runner", runner],
 ];
 
 const only = process.argv.slice(2);

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, fork, spawn } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -16,7 +16,7 @@ import {
   type SpanExporter,
 } from "@opentelemetry/sdk-trace-base";
 import { createTracer, type Span, type Tracer } from "@spanhub/sdk";
-import Database from "better-sqlite3";
+import { withAgent } from "./agentProcess.js";
 import { killOnExit, removeOnExit } from "./cleanup.js";
 import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quantile } from "./table.js";
 
@@ -43,7 +43,6 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
 
 const SELF = fileURLToPath(import.meta.url);
 const ROLE_ENV = "SPANHUB_BENCH_SDK_ROLE";
-const CLI = fileURLToPath(new URL("../../bin/spanhub.js", import.meta.resolve("spanhub")));
 const ROUNDS = positiveInt("BENCH_SDK_ROUNDS", 20);
 const REQUESTS = positiveInt("BENCH_SDK_REQUESTS", 1000);
 const WARMUP_ROUNDS = 5;
@@ -528,55 +527,6 @@ function eldRow(what: string, report: AppReport, stored: number | undefined): El
   };
 }
 
-/** A fresh agent on a temp socket and data dir for `body`; stopped with `agent stop`, then its runs counted. */
-async function withAgent<T>(body: (socket: string) => Promise<T>): Promise<{ report: T; stored: number }> {
-  const root = mkdtempSync(join(tmpdir(), "spanhub-bench-sdk-"));
-  removeOnExit.add(root);
-  const socket = join(root, "run", "agent.sock");
-  const data = join(root, "data");
-  let agent: ChildProcess | undefined;
-  try {
-    agent = spawn(process.execPath, [CLI, "agent", "--socket", socket, "--data", data], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, SPANHUB_LOG_LEVEL: process.env.SPANHUB_LOG_LEVEL ?? "warn" },
-    });
-    killOnExit(agent);
-    let stderr = "";
-    agent.stderr?.setEncoding("utf8").on("data", (text: string) => {
-      stderr = (stderr + text).slice(-4000);
-    });
-    const child = agent;
-    await new Promise<void>((ready, fail) => {
-      let stdout = "";
-      const timer = setTimeout(
-        () => fail(new Error(`the agent did not start within 30 s\n${stderr}`)),
-        START_TIMEOUT_MS,
-      );
-      child.stdout?.setEncoding("utf8").on("data", (text: string) => {
-        stdout += text;
-        if (/^spanhub agent \d+ on /m.test(stdout)) {
-          clearTimeout(timer);
-          ready();
-        }
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        fail(new Error(`the agent exited with ${code}\n${stderr}`));
-      });
-    });
-    const report = await body(socket);
-    await new Promise<void>((done, fail) =>
-      execFile(process.execPath, [CLI, "agent", "stop", "--socket", socket], (error) => (error ? fail(error) : done())),
-    );
-    if (child.exitCode === null && child.signalCode === null) await new Promise((exited) => child.once("exit", exited));
-    return { report, stored: countRuns(join(data, "spanhub.db")) };
-  } finally {
-    if (agent && agent.exitCode === null && agent.signalCode === null) agent.kill("SIGKILL");
-    rmSync(root, { recursive: true, force: true });
-    removeOnExit.delete(root);
-  }
-}
-
 async function runApp(socket: string, mode: string): Promise<AppReport> {
   const app = fork(SELF, [socket, mode, String(SECONDS)], {
     env: { ...process.env, [ROLE_ENV]: "app" },
@@ -591,15 +541,6 @@ async function runApp(socket: string, mode: string): Promise<AppReport> {
     if (app.exitCode === null && app.signalCode === null)
       await Promise.race([new Promise((exited) => app.once("exit", exited)), sleep(5000)]);
     if (app.exitCode === null && app.signalCode === null) app.kill("SIGKILL");
-  }
-}
-
-function countRuns(path: string): number {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare("SELECT count(*) FROM runs").pluck().get() as number;
-  } finally {
-    db.close();
   }
 }
 

@@ -25,6 +25,12 @@ export function newRunId(): string {
   return runPrefix + runCounter.toString(16).padStart(12, "0");
 }
 
+/** A span id as a string, for code off the hot path. */
+export function newSpanId(): string {
+  checkPid();
+  return formatSpanId(spanPrefix, nextSpanCounter());
+}
+
 /**
  * A span id in two parts, for the hot path: the process's prefix (6 hex digits) and a counter
  * (written as 10 hex digits); `formatSpanId` joins them when the id is needed as a string. The

@@ -21,7 +21,7 @@ export interface SenderOptions {
   launch: boolean;
   agentCommand: string[] | undefined;
   maxQueueBytes: number;
-  /** Frames sent first on every connection; their replies go to `onControlReply`. */
+  /** Frames sent first on every connection (none: batches go at once); their replies go to `onControlReply`. */
   hello: () => unknown[];
   onControlReply: (message: unknown, index: number) => void;
   /**
@@ -405,6 +405,11 @@ export class Sender {
     socket.once("close", () => this.onClose(socket));
     // Resent and queued batches follow once the hello frames are answered (see onReply).
     const hello = this.options.hello().map((message) => frame(JSON.stringify(message)));
+    // A writer with nothing to negotiate (spanhub run) sends its batches at once.
+    if (hello.length === 0) {
+      this.writeQueued();
+      return;
+    }
     hello.forEach((_, index) => {
       this.inflight.push({ control: index });
     });

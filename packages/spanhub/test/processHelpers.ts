@@ -66,7 +66,7 @@ export function runCli(
   );
 }
 
-function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, SPANHUB_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -74,7 +74,7 @@ function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
 }
 
 /** Collects a child's stdout and stderr as text. */
-function captureOutput(child: ChildProcess): { out: () => string; err: () => string } {
+export function captureOutput(child: ChildProcess): { out: () => string; err: () => string } {
   let out = "";
   let err = "";
   child.stdout?.on("data", (chunk) => {

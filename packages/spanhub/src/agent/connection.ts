@@ -6,7 +6,7 @@ import type { RunEvent, Submission } from "../model/event.js";
 import { nowMicros } from "../model/time.js";
 import type { Metrics } from "../observability/metrics.js";
 import { encodeFrame, FrameReader, LineReader } from "../protocols/framing.js";
-import { DecodeError, decodeJsonEvent, preview } from "../protocols/jsonLines.js";
+import { DecodeError, decodeJsonEvent, isLoggedProblem, parseJsonLine, preview } from "../protocols/jsonLines.js";
 import {
   decodeScoutMessage,
   failure,
@@ -31,8 +31,6 @@ export interface ConnectionContext {
 const JSON_LINES_FIRST_BYTES = new Set([0x7b, 0x20, 0x09, 0x0a, 0x0d, 0xef]);
 /** How long a connection refused for an oversized frame may linger after its Failure reply. */
 const OVERSIZED_GRACE_MS = 1000;
-/** Bad input is logged for the first few times per connection, then every this many. */
-const LOG_EVERY = 1000;
 
 /**
  * Serves one agent connection. The first byte picks the protocol: `{`, white space or
@@ -170,13 +168,10 @@ function jsonLines(socket: Socket, context: ConnectionContext): Mode {
         continue;
       }
       try {
-        let value: unknown;
-        try {
-          value = JSON.parse(item.value.charCodeAt(0) === 0xfeff ? item.value.slice(1) : item.value);
-        } catch {
-          throw new DecodeError("line is not valid JSON");
-        }
-        const event = decodeJsonEvent(value, { receivedAt, ...(context.runId ? { runId: context.runId } : {}) });
+        const event = decodeJsonEvent(parseJsonLine(item.value), {
+          receivedAt,
+          ...(context.runId ? { runId: context.runId } : {}),
+        });
         metrics.messages.labels("jsonl", event.kind).inc();
         events.push(event);
       } catch (error) {
@@ -220,7 +215,7 @@ function problemLog(logger: Logger, protocol: string) {
   return {
     report(message: string, input: string | Buffer) {
       count += 1;
-      if (count <= 5 || count % LOG_EVERY === 0)
+      if (isLoggedProblem(count))
         logger.warn({ protocol, count, input: preview(input) }, `skipped bad input: ${message}`);
     },
   };

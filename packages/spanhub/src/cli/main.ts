@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { VERSION } from "../config.js";
 import { agentCommand } from "./agentCommands.js";
 import { runsCommand, showCommand } from "./readCommands.js";
+import { runCommand } from "./runCommand.js";
 import { hubCommand, upCommand } from "./serveCommands.js";
 
 const program = new Command("spanhub")
@@ -16,6 +17,7 @@ program.addCommand(agentCommand());
 program.addCommand(hubCommand());
 program.addCommand(runsCommand());
 program.addCommand(showCommand());
+program.addCommand(runCommand());
 
 await program.parseAsync(process.argv).catch((error: Error) => {
   process.stderr.write(`spanhub: ${error.message}\n`);
