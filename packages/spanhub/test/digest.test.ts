@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import Database from "better-sqlite3";
 import { type DigestState, emptyDigest } from "../src/digest/digest.js";
 import { digestView } from "../src/digest/digestView.js";
 import { type FoldEntry, foldAll, foldEntry } from "../src/digest/fold.js";
@@ -11,7 +10,18 @@ import { MemoryFoldIndex } from "../src/digest/memoryIndex.js";
 import { openDatabase } from "../src/store/sqlite/openDatabase.js";
 import { SqliteDigests } from "../src/store/sqlite/sqliteDigests.js";
 import { SqliteStore } from "../src/store/sqlite/sqliteStore.js";
-import { makeTempDir, removeDir, runEnd, runStart, span, spanEnd, spanStart, T0 } from "./helpers.js";
+import {
+  assertSealed,
+  makeTempDir,
+  readStoredDigest,
+  removeDir,
+  runEnd,
+  runStart,
+  span,
+  spanEnd,
+  spanStart,
+  T0,
+} from "./helpers.js";
 import {
   FrameClient,
   getJson,
@@ -78,35 +88,6 @@ describe("digest: latency buckets", () => {
   });
 });
 
-/** The digest row as stored, read straight from the file: no API read can have folded anything. */
-function storedDigest(dataDir: string, runId: string) {
-  const db = new Database(join(dataDir, "spanhub.db"), { readonly: true });
-  try {
-    return db
-      .prepare(`SELECT r.last_seq, r.status, d.watermark_seq, d.outcome_status, d.outcome_reason, d.body
-        FROM runs r LEFT JOIN digests d ON d.rid = r.rid WHERE r.id = ?`)
-      .get(runId) as {
-      last_seq: number;
-      status: string;
-      watermark_seq: number | null;
-      outcome_status: string | null;
-      outcome_reason: string | null;
-      body: string | null;
-    };
-  } finally {
-    db.close();
-  }
-}
-
-function assertSealed(dataDir: string, runId: string, status: string, reason: string | null = null): DigestState {
-  const row = storedDigest(dataDir, runId);
-  assert.equal(row.status, status, `${runId}: run status`);
-  assert.equal(row.watermark_seq, row.last_seq, `${runId}: the seal folded the whole log`);
-  assert.equal(row.outcome_status, status, `${runId}: outcome stamped from the final status`);
-  assert.equal(row.outcome_reason, reason, `${runId}: outcome reason`);
-  return JSON.parse(row.body as string);
-}
-
 describe("digest: every terminal path seals", () => {
   const home = tempHome();
   let hub: Awaited<ReturnType<typeof startCli>>;
@@ -156,7 +137,10 @@ describe("digest: every terminal path seals", () => {
       { type: "run_end", run_id: "jl-2", ts_ms: 1795423645010, status: "crashed", reason: "SIGSEGV" },
     ];
     await writeAndClose(home.socket, `${lines.map((line) => JSON.stringify(line)).join("\n")}\n`);
-    await waitFor(async () => (storedDigest(home.data, "jl-2")?.status === "crashed" ? true : undefined), "jl-2 ended");
+    await waitFor(
+      async () => (readStoredDigest(home.data, "jl-2")?.status === "crashed" ? true : undefined),
+      "jl-2 ended",
+    );
     const failed = assertSealed(home.data, "jl-1", "failed");
     assert.equal(failed.failedSpans, 1);
     assert.deepEqual(Object.keys(failed.errors), ["span_failed:load"]);
@@ -184,7 +168,10 @@ describe("digest: every terminal path seals", () => {
   it("an abandoned run, and the real end that replaces it", async () => {
     const client = await FrameClient.open(home.socket);
     await client.send({ StartRequest: { request_id: "quiet" } });
-    await waitFor(async () => (storedDigest(home.data, "quiet").status === "crashed" ? true : undefined), "abandon");
+    await waitFor(
+      async () => (readStoredDigest(home.data, "quiet").status === "crashed" ? true : undefined),
+      "abandon",
+    );
     assertSealed(home.data, "quiet", "crashed", "abandoned");
     await client.send({ FinishRequest: { request_id: "quiet" } });
     client.close();

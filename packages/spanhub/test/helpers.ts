@@ -1,9 +1,12 @@
 /**
  * Shared test helpers. Append new helpers at the end; other test files depend on these.
  */
+import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
+import type { DigestState } from "../src/digest/digest.js";
 import type {
   RunEndEvent,
   RunStartEvent,
@@ -87,4 +90,39 @@ export function span(
   extra: Extra<SpanEvent> = {},
 ): SpanEvent {
   return { kind: "span", runId, spanId, ...(parentId === undefined ? {} : { parentId }), startTime, time, ...extra };
+}
+
+/** A run's digest row as stored, read straight from the file: no API read can have folded anything. */
+export function readStoredDigest(dataDir: string, runId: string) {
+  const db = new Database(join(dataDir, "spanhub.db"), { readonly: true });
+  try {
+    return db
+      .prepare(`SELECT r.last_seq, r.status, d.watermark_seq, d.outcome_status, d.outcome_reason, d.body
+        FROM runs r LEFT JOIN digests d ON d.rid = r.rid WHERE r.id = ?`)
+      .get(runId) as {
+      last_seq: number;
+      status: string;
+      watermark_seq: number | null;
+      outcome_status: string | null;
+      outcome_reason: string | null;
+      body: string | null;
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/** Asserts the run's digest was sealed by its end (the whole log folded, the outcome stamped) and returns it. */
+export function assertSealed(
+  dataDir: string,
+  runId: string,
+  status: string,
+  reason: string | null = null,
+): DigestState {
+  const row = readStoredDigest(dataDir, runId);
+  assert.equal(row.status, status, `${runId}: run status`);
+  assert.equal(row.watermark_seq, row.last_seq, `${runId}: the seal folded the whole log`);
+  assert.equal(row.outcome_status, status, `${runId}: outcome stamped from the final status`);
+  assert.equal(row.outcome_reason, reason, `${runId}: outcome reason`);
+  return JSON.parse(row.body as string);
 }

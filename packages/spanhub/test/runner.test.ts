@@ -11,6 +11,7 @@ import { SpanIntake } from "../src/runner/spanIntake.js";
 import { commandLine } from "../src/runner/traceRun.js";
 import { createStore } from "../src/store/createStore.js";
 import type { RunRecord, SpanRecord, StoredEvent } from "../src/store/records.js";
+import { assertSealed } from "./helpers.js";
 import { CLI, captureOutput, spawnCli, startCli, tempHome, waitFor } from "./processHelpers.js";
 
 type Home = ReturnType<typeof tempHome>;
@@ -118,10 +119,13 @@ async function readRuns(made: Home): Promise<StoredRun[]> {
   }
 }
 
+/** The home's one run; once it ended, its digest must have been sealed by that end. */
 async function onlyRun(made: Home): Promise<StoredRun> {
   const runs = await readRuns(made);
   assert.equal(runs.length, 1, `runs: ${runs.map((stored) => stored.run.name).join(", ")}`);
-  return runs[0] as StoredRun;
+  const only = runs[0] as StoredRun;
+  if (only.run.status !== "running") assertSealed(made.data, only.run.id, only.run.status, only.run.reason);
+  return only;
 }
 
 /** Resolves once the runner relayed a line starting with `marker` from its child. */
@@ -199,6 +203,101 @@ emit(type="run_tag", tags={"rows": 10})`,
     assert.equal(byId.get("save")?.parentId, root.id, "an explicit null parent also means the root");
     assert.equal(byId.get("save")?.status, "failed");
     assert.deepEqual(runSockets(made), [], "the run socket is removed");
+  });
+
+  it("traces a script written with the Python SDK: nesting, tags, logs, rpc proxies, async tasks, threads, failures", async () => {
+    const made = home();
+    const script = join(made.root, "flow.py");
+    writeFileSync(
+      script,
+      `import asyncio, threading
+from spanhub import Failed, instrument, span, traced
+
+class Store:
+    def get(self, key): return key.upper()
+    async def fetch(self, key):
+        await asyncio.sleep(0.001)
+        return key
+    def _secret(self): return 1
+
+@traced
+def transform(rows):
+    with span("double", rows=len(rows)):
+        return [row * 2 for row in rows]
+
+async def fetch_all(store):
+    async def one(index):
+        with span("task-%d" % index):
+            return await store.fetch(str(index))
+    return await asyncio.gather(one(0), one(1))
+
+with span("load", source="s3") as load:
+    load.tag(rows=3)
+    load.log("fetched page 1")
+    store = instrument(Store())
+    store.get("a")
+    store._secret()
+transform([1, 2, 3])
+with span("gather"):
+    asyncio.run(fetch_all(instrument(Store())))
+def worker():
+    with span("in thread"): pass
+thread = threading.Thread(target=worker)
+thread.start(); thread.join()
+try:
+    with span("validate"): raise Failed("no rows")
+except Failed: pass
+try:
+    with span("explode"): raise ValueError("bad value")
+except ValueError: pass
+`,
+    );
+    const result = await run(made, ["--name", "flow", "--", "python3", script]);
+    assert.equal(result.code, 0, result.stderr);
+    const { run: stored, spans, root } = await onlyRun(made);
+    const byName = new Map(spans.map((span) => [span.name, span]));
+    const byId = new Map(spans.map((span) => [span.id, span]));
+    assert.deepEqual(
+      spans
+        .filter((span) => span !== root)
+        .map((span) => [span.name, byId.get(span.parentId ?? "")?.name])
+        .sort(),
+      [
+        ["double", "transform"],
+        ["explode", "flow"],
+        ["gather", "flow"],
+        ["in thread", "flow"],
+        ["load", "flow"],
+        ["rpc:Store.fetch", "task-0"],
+        ["rpc:Store.fetch", "task-1"],
+        ["rpc:Store.get", "load"],
+        ["task-0", "gather"],
+        ["task-1", "gather"],
+        ["transform", "flow"],
+        ["validate", "flow"],
+      ],
+    );
+    assert.equal(spans.filter((span) => span.name?.includes("_secret")).length, 0, "private members pass through");
+    const load = byName.get("load");
+    assert.deepEqual(load?.tags, { source: "s3", rows: 3 });
+    assert.deepEqual(
+      load?.logs.map((log) => log.text),
+      ["fetched page 1"],
+    );
+    assert.equal(byName.get("rpc:Store.get")?.rpcService, "Store");
+    assert.equal(byName.get("rpc:Store.get")?.rpcMethod, "get");
+    assert.deepEqual(
+      byName.get("validate")?.error,
+      { type: "Failed", message: "no rows" },
+      "Failed: the reason, no traceback",
+    );
+    assert.equal(byName.get("validate")?.status, "failed");
+    const explode = byName.get("explode");
+    assert.equal(explode?.status, "failed");
+    assert.equal(explode?.error?.type, "ValueError");
+    assert.equal(explode?.error?.message, "bad value");
+    assert.match(explode?.error?.stack ?? "", /Traceback[\s\S]*ValueError: bad value/);
+    assert.equal(assertSealed(made.data, stored.id, "ok").failedSpans, 2);
   });
 
   it("fails the run with the child's exit code (in --cwd, with --clean-env)", async () => {
