@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
@@ -298,6 +298,54 @@ except ValueError: pass
     assert.equal(explode?.error?.message, "bad value");
     assert.match(explode?.error?.stack ?? "", /Traceback[\s\S]*ValueError: bad value/);
     assert.equal(assertSealed(made.data, stored.id, "ok").failedSpans, 2);
+  });
+
+  it("lets a child read a terminal on stdin (relayed, so its own process group is never stopped by SIGTTIN)", async () => {
+    const made = home();
+    const ask = join(made.root, "ask.py");
+    writeFileSync(
+      ask,
+      `import sys\nprint("name?", flush=True)\nprint("hello", sys.stdin.readline().strip(), flush=True)\n`,
+    );
+    // python3's pty module gives \`spanhub run\` a real terminal as its stdin and stdout.
+    const driver = join(made.root, "drive.py");
+    writeFileSync(
+      driver,
+      `import json, os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out, deadline = b"", time.time() + 20
+while b"name?" not in out and time.time() < deadline:
+    out += os.read(fd, 1024)
+os.write(fd, b"world\\n")
+while time.time() < deadline:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+print(json.dumps({"out": out.decode(errors="replace"), "code": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}))
+`,
+    );
+    const driven = spawn("python3", [driver, process.execPath, CLI, "run", "--", "python3", ask], {
+      env: { ...process.env, ...homeEnv(made) },
+    });
+    children.push(driven);
+    const report = JSON.parse(
+      await new Promise<string>((resolve) => {
+        let text = "";
+        driven.stdout.on("data", (chunk) => {
+          text += chunk;
+        });
+        driven.once("exit", () => resolve(text));
+      }),
+    );
+    assert.match(report.out, /hello world/);
+    assert.equal(report.code, 0);
+    assert.equal((await onlyRun(made)).run.status, "ok");
   });
 
   it("fails the run with the child's exit code (in --cwd, with --clean-env)", async () => {
