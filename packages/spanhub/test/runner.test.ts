@@ -300,7 +300,7 @@ except ValueError: pass
     assert.equal(assertSealed(made.data, stored.id, "ok").failedSpans, 2);
   });
 
-  it("lets a child read a terminal on stdin (relayed, so its own process group is never stopped by SIGTTIN)", async () => {
+  it("gives the child our terminal as stdin: it reads a line typed at it (its own session, so no SIGTTIN)", async () => {
     const made = home();
     const ask = join(made.root, "ask.py");
     writeFileSync(

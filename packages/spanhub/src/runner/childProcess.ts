@@ -38,8 +38,7 @@ export class OutputTail {
 /**
  * A traced command: its own process group (so signals reach its whole tree), stdin shared with
  * ours, stdout and stderr relayed to ours a line at a time (the child sees pipes, not a TTY) and
- * their tails kept. A terminal on stdin is relayed through a pipe too: the child's group is not
- * the terminal's foreground group, so reading the terminal itself would stop it (SIGTTIN).
+ * their tails kept.
  */
 export class TracedChild {
   readonly exited: Promise<ChildExit>;
@@ -53,28 +52,16 @@ export class TracedChild {
     const [file, ...args] = command as [string, ...string[]];
     this.stdoutTail = new OutputTail(options.tailBytes);
     this.stderrTail = new OutputTail(options.tailBytes);
-    const relayInput = process.stdin.isTTY === true;
     this.child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env,
       detached: true,
-      stdio: [relayInput ? "pipe" : "inherit", "pipe", "pipe"],
+      stdio: ["inherit", "pipe", "pipe"],
     });
-    const input = this.child.stdin;
-    if (input) {
-      // A child that exits without reading leaves the pipe broken; that is not our failure.
-      input.on("error", () => undefined);
-      process.stdin.pipe(input);
-    }
     this.exited = new Promise((resolve) => {
       this.child.once("error", (error) => resolve({ code: null, signal: null, spawnError: error }));
       this.child.once("exit", (code, signal) => resolve({ code, signal }));
     });
-    if (input)
-      void this.exited.then(() => {
-        process.stdin.unpipe(input);
-        process.stdin.destroy();
-      });
     this.outputDone = Promise.all([
       relayLines(this.child.stdout as Readable, process.stdout, this.stdoutTail),
       relayLines(this.child.stderr as Readable, process.stderr, this.stderrTail),
