@@ -59,7 +59,6 @@ export function SpanPanel({ details, error }: { details: SpanDetails | undefined
           <h3>Logs</h3>
           <ul class="plain logs" data-testid="logs">
             {details.logs.map((log, index) => (
-              // biome-ignore lint/suspicious/noArrayIndexKey: logs are an ordered list
               <li key={index}>
                 <time>{formatTime(log.time)}</time> {log.text}
               </li>

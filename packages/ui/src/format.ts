@@ -1,6 +1,7 @@
 /** Milliseconds as short text: 840 µs, 12.3 ms, 4.21 s, 3m 05s, 2h 10m. */
 export function formatDuration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
+  if (ms === 0) return "0";
   if (ms < 1) return `${Math.round(ms * 1000)} µs`;
   if (ms < 1000) return `${ms < 10 ? ms.toFixed(2) : ms < 100 ? ms.toFixed(1) : Math.round(ms)} ms`;
   const seconds = ms / 1000;

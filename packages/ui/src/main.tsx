@@ -59,7 +59,7 @@ function TokenForm({ onSignedIn }: { onSignedIn: () => void }) {
       <form class="card token-form" onSubmit={submit}>
         <h1>This hub needs its token</h1>
         <p class="muted">It is the hub's --token (or SPANHUB_TOKEN). The hub keeps you signed in with a cookie.</p>
-        <input name="token" type="password" autoComplete="current-password" aria-label="token" autoFocus />
+        <input name="token" type="password" autoComplete="current-password" aria-label="token" />
         <button type="submit">Sign in</button>
         {error && <p class="error">{error}</p>}
       </form>

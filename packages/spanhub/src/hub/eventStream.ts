@@ -75,7 +75,8 @@ export class ChangeFeed {
 
   private async poll(): Promise<void> {
     const token = await this.store.changeToken();
-    const changed = this.token !== undefined && token !== this.token;
+    // The first poll after a (re)start wakes everyone: a commit may have landed since they last read.
+    const changed = token !== this.token;
     this.token = token;
     if (changed) for (const listener of this.listeners) listener();
   }
@@ -85,7 +86,12 @@ export class ChangeFeed {
  * Runs `task` now and after every change, never two at once: changes that arrive while it
  * runs cause one more run. Failures end the stream.
  */
-export function followChanges(stream: EventStream, feed: ChangeFeed, task: () => Promise<void>, onError: (error: unknown) => void): void {
+export function followChanges(
+  stream: EventStream,
+  feed: ChangeFeed,
+  task: () => Promise<void>,
+  onError: (error: unknown) => void,
+): void {
   let running = false;
   let again = false;
   const step = async () => {

@@ -17,7 +17,9 @@ export function LatencyChart({ latency }: { latency: Digest["latency"] }) {
   const barWidth = WIDTH / buckets;
   const plot = HEIGHT - AXIS;
   const label = (index: number) =>
-    index < latency.boundsMs.length ? `≤${formatDuration(latency.boundsMs[index])}` : `>${formatDuration(latency.boundsMs.at(-1))}`;
+    index < latency.boundsMs.length
+      ? `≤${formatDuration(latency.boundsMs[index])}`
+      : `>${formatDuration(latency.boundsMs.at(-1))}`;
   return (
     <svg
       class="latency"
@@ -30,7 +32,6 @@ export function LatencyChart({ latency }: { latency: Digest["latency"] }) {
         const height = (count / highest) * (plot - 4);
         return (
           <rect
-            // biome-ignore lint/suspicious/noArrayIndexKey: buckets are positional
             key={index}
             class="bar"
             x={index * barWidth + 1}

@@ -34,25 +34,31 @@ export function ComparePage({ url }: { url: URL }) {
   useEffect(() => {
     setError(undefined);
     setRows(undefined);
-    api.run(a).then(async (first) => {
-      setRunA(first);
-      const sameName = await api.runs(new URLSearchParams({ name: first.name ?? "", limit: "50" }).toString());
-      setCandidates(sameName.runs.filter((run) => run.name === first.name && run.id !== first.id));
-    }, (failure: Error) => setError(failure.message));
+    api.run(a).then(
+      async (first) => {
+        setRunA(first);
+        const sameName = await api.runs(new URLSearchParams({ name: first.name ?? "", limit: "50" }).toString());
+        setCandidates(sameName.runs.filter((run) => run.name === first.name && run.id !== first.id));
+      },
+      (failure: Error) => setError(failure.message),
+    );
   }, [a]);
 
   useEffect(() => {
     if (!b) return;
-    Promise.all([api.run(b), api.compactSpans(a), api.compactSpans(b)]).then(([second, spansA, spansB]) => {
-      setRunB(second);
-      const left = operations(spansA);
-      const right = operations(spansB);
-      const empty = { count: 0, totalMs: 0 };
-      const names = [...new Set([...left.keys(), ...right.keys()])];
-      const merged = names.map((name) => ({ name, a: left.get(name) ?? empty, b: right.get(name) ?? empty }));
-      merged.sort((x, y) => Math.abs(y.b.totalMs - y.a.totalMs) - Math.abs(x.b.totalMs - x.a.totalMs));
-      setRows(merged);
-    }, (failure: Error) => setError(failure.message));
+    Promise.all([api.run(b), api.compactSpans(a), api.compactSpans(b)]).then(
+      ([second, spansA, spansB]) => {
+        setRunB(second);
+        const left = operations(spansA);
+        const right = operations(spansB);
+        const empty = { count: 0, totalMs: 0 };
+        const names = [...new Set([...left.keys(), ...right.keys()])];
+        const merged = names.map((name) => ({ name, a: left.get(name) ?? empty, b: right.get(name) ?? empty }));
+        merged.sort((x, y) => Math.abs(y.b.totalMs - y.a.totalMs) - Math.abs(x.b.totalMs - x.a.totalMs));
+        setRows(merged);
+      },
+      (failure: Error) => setError(failure.message),
+    );
   }, [a, b]);
 
   if (error) return <main class="page error">{error}</main>;
@@ -120,7 +126,9 @@ export function ComparePage({ url }: { url: URL }) {
                 </td>
                 <td class="num">{formatDuration(row.a.totalMs)}</td>
                 <td class="num">{formatDuration(row.b.totalMs)}</td>
-                <td class={`num delta ${row.b.totalMs > row.a.totalMs ? "up" : row.b.totalMs < row.a.totalMs ? "down" : ""}`}>
+                <td
+                  class={`num delta ${row.b.totalMs > row.a.totalMs ? "up" : row.b.totalMs < row.a.totalMs ? "down" : ""}`}
+                >
                   {signed(row.b.totalMs - row.a.totalMs, formatDuration)}
                 </td>
               </tr>

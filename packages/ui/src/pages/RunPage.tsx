@@ -200,7 +200,11 @@ export function RunPage({ runId, url }: { runId: string; url: URL }) {
             errors <b>{formatCount(run.errorCount)}</b>
           </span>
           {run.parentRunId && (
-            <a href={runPath(run.parentRunId, run.parentSpanId ?? undefined)} onClick={linkClick} data-testid="parent-run">
+            <a
+              href={runPath(run.parentRunId, run.parentSpanId ?? undefined)}
+              onClick={linkClick}
+              data-testid="parent-run"
+            >
               ↑ parent run
             </a>
           )}

@@ -64,7 +64,7 @@ export function RunsPage({ url }: { url: URL }) {
       <form class="filters card" onSubmit={apply} key={url.search}>
         <label>
           status
-          <select name="status" value={url.searchParams.get("status") ?? ""}>
+          <select name="status" defaultValue={url.searchParams.get("status") ?? ""}>
             <option value="">any</option>
             {STATUSES.map((status) => (
               <option key={status} value={status}>
@@ -75,23 +75,23 @@ export function RunsPage({ url }: { url: URL }) {
         </label>
         <label>
           name
-          <input name="name" value={url.searchParams.get("name") ?? ""} placeholder="contains" />
+          <input name="name" defaultValue={url.searchParams.get("name") ?? ""} placeholder="contains" />
         </label>
         <label>
           app
-          <input name="app" value={url.searchParams.get("app") ?? ""} size={10} />
+          <input name="app" defaultValue={url.searchParams.get("app") ?? ""} size={10} />
         </label>
         <label>
           since
-          <input name="since" type="datetime-local" step="1" value={url.searchParams.get("since") ?? ""} />
+          <input name="since" type="datetime-local" step="1" defaultValue={url.searchParams.get("since") ?? ""} />
         </label>
         <label>
           until
-          <input name="until" type="datetime-local" step="1" value={url.searchParams.get("until") ?? ""} />
+          <input name="until" type="datetime-local" step="1" defaultValue={url.searchParams.get("until") ?? ""} />
         </label>
         <label>
           tag
-          <input name="tag" value={url.searchParams.get("tag") ?? ""} placeholder="key:value" size={14} />
+          <input name="tag" defaultValue={url.searchParams.get("tag") ?? ""} placeholder="key:value" size={14} />
         </label>
         <button type="submit">Filter</button>
         <a href="/" onClick={linkClick}>

@@ -55,6 +55,12 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
     });
   };
 
+  // One handler for every row (rows are recycled while scrolling).
+  const onClick = (event: MouseEvent) => {
+    const row = (event.target as Element).closest<HTMLElement>("[data-index]");
+    if (row) onSelect(Number(row.dataset.index));
+  };
+
   const onKeyDown = (event: KeyboardEvent) => {
     const row = selected === undefined ? -1 : (tree.rowOf[selected] ?? -1);
     const select = (at: number) => {
@@ -114,11 +120,16 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
       <div
         key={row % (last - first + 1)}
         class={classes}
-        style={{ top: row * ROW_HEIGHT }}
+        style={{ top: `${row * ROW_HEIGHT}px` }}
         data-span={tree.ids[index]}
-        onClick={() => onSelect(index)}
+        data-index={index}
+        role="treeitem"
+        tabIndex={-1}
+        aria-level={(tree.depth[index] ?? 0) + 1}
+        aria-selected={index === selected}
+        aria-expanded={parent ? !tree.collapsed[index] : undefined}
       >
-        <div class="wf-label" style={{ paddingLeft: 6 + (tree.depth[index] ?? 0) * 14 }}>
+        <div class="wf-label" style={{ paddingLeft: `${6 + (tree.depth[index] ?? 0) * 14}px` }}>
           {parent ? (
             <button
               type="button"
@@ -162,12 +173,13 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
         ref={scroller}
         onScroll={onScroll}
         onKeyDown={onKeyDown}
+        onClick={onClick}
         tabIndex={0}
         role="tree"
         aria-label="spans"
         data-rows={total}
       >
-        <div class="wf-canvas" style={{ height: total * ROW_HEIGHT }}>
+        <div class="wf-canvas" style={{ height: `${total * ROW_HEIGHT}px` }}>
           {rows}
         </div>
       </div>

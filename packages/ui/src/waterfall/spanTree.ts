@@ -77,7 +77,11 @@ export class SpanTree {
         this.byId.set(id, span);
       }
       const parentAt = data.parent?.[at] ?? -1;
-      this.parentIds[span] = data.parentId ? (data.parentId[at] ?? null) : parentAt >= 0 ? (data.id[parentAt] ?? null) : null;
+      this.parentIds[span] = data.parentId
+        ? (data.parentId[at] ?? null)
+        : parentAt >= 0
+          ? (data.id[parentAt] ?? null)
+          : null;
       this.nameIndex[span] = names[data.name[at] ?? -1] ?? -1;
       this.statusIndex[span] = statuses[data.status[at] ?? -1] ?? -1;
       const start = data.start[at];
@@ -144,7 +148,8 @@ export class SpanTree {
       rows[row++] = span;
       if (this.collapsed[span]) continue;
       const from = this.childOffset[span] as number;
-      for (let at = (this.childOffset[span + 1] as number) - 1; at >= from; at--) stack.push(this.childList[at] as number);
+      for (let at = (this.childOffset[span + 1] as number) - 1; at >= from; at--)
+        stack.push(this.childList[at] as number);
     }
     this.rows = rows.subarray(0, row);
     this.rowOf = rowOf;
