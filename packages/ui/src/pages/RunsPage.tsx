@@ -64,10 +64,10 @@ export function RunsPage({ url }: { url: URL }) {
       <form class="filters card" onSubmit={apply} key={url.search}>
         <label>
           status
-          <select name="status" defaultValue={url.searchParams.get("status") ?? ""}>
+          <select name="status">
             <option value="">any</option>
             {STATUSES.map((status) => (
-              <option key={status} value={status}>
+              <option key={status} value={status} selected={url.searchParams.get("status") === status}>
                 {status}
               </option>
             ))}
