@@ -1,6 +1,7 @@
 import * as ingest from "./ingest.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
+import * as ui from "./ui.js";
 
 /**
  * Every benchmark, in order. Each is a module exporting `run(): Promise<BenchResult>`
@@ -10,6 +11,7 @@ import { type BenchModule, formatTable } from "./table.js";
 const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["ingest", ingest],
   ["sdk", sdk],
+  ["ui", ui],
 ];
 
 const only = process.argv.slice(2);

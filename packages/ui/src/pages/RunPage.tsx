@@ -65,9 +65,13 @@ export function RunPage({ runId, url }: { runId: string; url: URL }) {
         setTree(loaded);
         const apply = () => {
           timer = undefined;
-          for (const update of pending.splice(0)) loaded.merge(update);
-          loaded.rebuild();
-          bump();
+          const updates = pending.splice(0);
+          // A relayout costs time linear in the run's spans: only when spans changed.
+          if (updates.length > 0) {
+            for (const update of updates) loaded.merge(update);
+            loaded.rebuild();
+            bump();
+          }
           if (Date.now() - lastDigest > DIGEST_REFRESH_MS) {
             lastDigest = Date.now();
             loadDigest();

@@ -1,3 +1,4 @@
+import type { JSX } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { formatDuration } from "../format.js";
 import type { SpanTree } from "./spanTree.js";
@@ -57,7 +58,15 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
 
   // One handler for every row (rows are recycled while scrolling).
   const onClick = (event: MouseEvent) => {
-    const row = (event.target as Element).closest<HTMLElement>("[data-index]");
+    const target = event.target as Element;
+    const toggle = target.closest<HTMLElement>("[data-fold]");
+    if (toggle) {
+      const span = Number(toggle.dataset.fold);
+      tree.setCollapsed(span, !tree.collapsed[span]);
+      onFold();
+      return;
+    }
+    const row = target.closest<HTMLElement>("[data-index]");
     if (row) onSelect(Number(row.dataset.index));
   };
 
@@ -105,7 +114,10 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
   const last = Math.min(total, Math.ceil((scrollTop + viewport) / ROW_HEIGHT) + OVERSCAN);
   const span = tree.axisEnd - tree.axisStart;
   const now = Date.now();
-  const rows = [];
+  // Each visible row lives in slot `row % slots` for as long as it is in view, and slots never
+  // change order: scrolling rewrites only the slots of rows that come into view, and moves nothing.
+  const slots = Math.ceil(viewport / ROW_HEIGHT) + 2 * OVERSCAN + 1;
+  const rows: (JSX.Element | null)[] = new Array(slots).fill(null);
   for (let row = first; row < last; row++) {
     const index = tree.rows[row] as number;
     const start = tree.start[index] as number;
@@ -115,10 +127,8 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
     const status = tree.status(index);
     const parent = tree.hasChildren(index);
     const classes = `wf-row${index === selected ? " selected" : ""}${matches?.[index] ? " match" : ""}`;
-    rows.push(
-      // Keyed by slot, not by row: scrolling rewrites the same elements instead of creating new ones.
+    rows[row % slots] = (
       <div
-        key={row % (last - first + 1)}
         class={classes}
         style={{ top: `${row * ROW_HEIGHT}px` }}
         data-span={tree.ids[index]}
@@ -130,22 +140,16 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
         aria-expanded={parent ? !tree.collapsed[index] : undefined}
       >
         <div class="wf-label" style={{ paddingLeft: `${6 + (tree.depth[index] ?? 0) * 14}px` }}>
-          {parent ? (
-            <button
-              type="button"
-              class="wf-toggle"
-              aria-label={tree.collapsed[index] ? "unfold" : "fold"}
-              onClick={(event) => {
-                event.stopPropagation();
-                tree.setCollapsed(index, !tree.collapsed[index]);
-                onFold();
-              }}
-            >
-              {tree.collapsed[index] ? "▸" : "▾"}
-            </button>
-          ) : (
-            <span class="wf-toggle" />
-          )}
+          {/* Always a button (hidden on leaves), so a slot never swaps elements. */}
+          <button
+            type="button"
+            class="wf-toggle"
+            data-fold={index}
+            aria-label={tree.collapsed[index] ? "unfold" : "fold"}
+            hidden={!parent}
+          >
+            {tree.collapsed[index] ? "▸" : "▾"}
+          </button>
           <span class="wf-name" title={tree.name(index)}>
             {tree.name(index)}
           </span>
@@ -161,7 +165,7 @@ export function Waterfall({ tree, version, selected, matches, onSelect, onFold }
             </div>
           )}
         </div>
-      </div>,
+      </div>
     );
   }
 
