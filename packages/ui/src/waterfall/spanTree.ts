@@ -14,10 +14,10 @@ export class SpanTree {
   readonly names: string[] = [];
   readonly statuses: string[] = [];
   readonly statusIndex: number[] = [];
-  /** Start in ms after `baseMs`; NaN when unknown. */
-  readonly start: number[] = [];
+  /** Start in ms after `baseMs`; NaN when unknown. Typed arrays: 100k doubles as one block, not 100k heap numbers for the GC. */
+  start = new Float64Array(0);
   /** NaN while running. */
-  readonly duration: number[] = [];
+  duration = new Float64Array(0);
   readonly depth: number[] = [];
   /** Children of span i are childList[childOffset[i] .. childOffset[i+1]), in start order. */
   private childOffset = new Int32Array(1);
@@ -69,6 +69,7 @@ export class SpanTree {
     const shift = Date.parse(data.baseTime) - this.baseMs;
     const names = data.names.map((name) => this.intern(this.names, this.nameLookup, name));
     const statuses = data.statuses.map((status) => this.intern(this.statuses, this.statusLookup, status));
+    this.reserve(this.ids.length + data.count);
     for (let at = 0; at < data.count; at++) {
       const id = data.id[at] as string;
       let span = this.byId.get(id);
@@ -89,6 +90,17 @@ export class SpanTree {
       this.start[span] = start === null || start === undefined ? Number.NaN : start + shift;
       this.duration[span] = duration === null || duration === undefined ? Number.NaN : duration;
     }
+  }
+
+  private reserve(capacity: number): void {
+    if (capacity <= this.start.length) return;
+    const size = Math.max(capacity, this.start.length * 2);
+    const start = new Float64Array(size);
+    const duration = new Float64Array(size);
+    start.set(this.start);
+    duration.set(this.duration);
+    this.start = start;
+    this.duration = duration;
   }
 
   /** Links parents and children, orders children by start, and lays out the rows. */
