@@ -1,3 +1,5 @@
+import type { CompactSpans } from "../../spanhub/src/hub/compactSpans.js";
+
 /** The hub's API as the UI uses it; shapes follow docs/api.md. */
 
 export interface Run {
@@ -35,20 +37,8 @@ export interface SpanError {
   stack?: string;
 }
 
-/** `GET /api/v1/runs/:id/spans?view=compact` and the `spans` of a stream update. */
-export interface CompactSpans {
-  baseTime: string;
-  count: number;
-  id: string[];
-  parent?: number[];
-  parentId?: (string | null)[];
-  names: string[];
-  name: number[];
-  statuses: string[];
-  status: number[];
-  start: (number | null)[];
-  duration: (number | null)[];
-}
+/** `GET /api/v1/runs/:id/spans?view=compact` and the `spans` of a stream update: the hub's own type. */
+export type { CompactSpans };
 
 export interface SpanDetails {
   runId: string;

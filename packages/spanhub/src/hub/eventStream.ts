@@ -57,12 +57,13 @@ export class ChangeFeed {
   constructor(
     private readonly store: Store,
     private readonly intervalMs: number,
+    private readonly onError: (error: unknown) => void,
   ) {}
 
   /** Calls `listener` after each change until the returned function is called. */
   subscribe(listener: () => void): () => void {
     this.listeners.add(listener);
-    if (!this.timer) this.timer = setInterval(() => void this.poll(), this.intervalMs);
+    if (!this.timer) this.timer = setInterval(() => this.poll().catch(this.onError), this.intervalMs);
     return () => {
       this.listeners.delete(listener);
       if (this.listeners.size === 0) {

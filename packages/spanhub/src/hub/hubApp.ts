@@ -137,7 +137,8 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     };
   });
 
-  const feed = new ChangeFeed(store, STREAM_POLL_MS);
+  const streamFailed = (error: unknown) => options.logger.error({ err: error }, "event stream failed");
+  const feed = new ChangeFeed(store, STREAM_POLL_MS, streamFailed);
   const streams = new Set<EventStream>();
   const openStream = (request: FastifyRequest, reply: FastifyReply) => {
     const stream = new EventStream(request, reply);
@@ -145,7 +146,6 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     stream.onClose(() => streams.delete(stream));
     return stream;
   };
-  const streamFailed = (error: unknown) => options.logger.error({ err: error }, "event stream failed");
   // Open streams would hold the server open; end them when the app closes.
   app.addHook("preClose", async () => {
     for (const stream of [...streams]) stream.close();
