@@ -125,6 +125,12 @@ describe("web UI in Chromium", { skip }, () => {
     const inDom = await page.locator(".wf-row").count();
     assert.ok(inDom > 10 && inDom < 200, `${inDom} rows in the DOM`);
     await shot("run-10k");
+    const background = () => page.evaluate("getComputedStyle(document.documentElement).backgroundColor");
+    assert.equal(await background(), "rgb(246, 247, 249)");
+    await page.emulateMedia({ colorScheme: "dark" });
+    assert.equal(await background(), "rgb(20, 23, 29)", "the dark scheme follows prefers-color-scheme");
+    await shot("run-10k-dark");
+    await page.emulateMedia({ colorScheme: "light" });
 
     // Fold the root with its toggle, unfold it with the keyboard.
     await page.locator(".wf-row[data-span=big-s0] .wf-toggle").click();
@@ -218,7 +224,7 @@ describe("web UI in Chromium", { skip }, () => {
     await shot("insight");
   });
 
-  it("shows a live run gaining spans without a reload", async () => {
+  it("shows a new run in the list and a live run gaining spans, without a reload", async () => {
     const base = Date.now();
     const span = (id: string, at: number) => [
       {
@@ -231,14 +237,17 @@ describe("web UI in Chromium", { skip }, () => {
       },
       ...(id === "root" ? [] : [{ type: "span_end", run_id: "live", span_id: id, end_ms: base + at + 5 }]),
     ];
+    // The runs list shows the new run as it arrives; opening it is an in-app navigation.
+    await page.goto(`${hub.url}/?name=live-run`);
+    await page.getByText("No runs match.").waitFor();
+    await page.evaluate("window.stillTheSamePage = true");
     await sendFrames(socket(), [
       {
         Events: { events: [{ type: "run_start", run_id: "live", name: "live-run", ts_ms: base }, ...span("root", 0)] },
       },
     ]);
-    await page.goto(`${hub.url}/runs/live`);
+    await page.locator("tr[data-run=live] a").click();
     await page.locator(".wf-row[data-span=root]").waitFor();
-    await page.evaluate("window.stillTheSamePage = true");
     for (let step = 1; step <= 3; step++) {
       await sendFrames(socket(), [{ Events: { events: span(`s${step}`, step * 10) } }]);
       await page.locator(`.wf-row[data-span=s${step}]`).waitFor();
