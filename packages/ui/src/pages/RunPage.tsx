@@ -7,8 +7,12 @@ import { SpanPanel } from "../SpanPanel.js";
 import { SpanTree } from "../waterfall/spanTree.js";
 import { Waterfall } from "../waterfall/Waterfall.js";
 
-/** Live updates are applied at most this often, so a busy run does not re-lay out its tree per message. */
+/**
+ * Live updates are applied at most this often, so a busy run does not re-lay out its tree per
+ * message; and at most a fifth of the time goes to relayouts, which grow with the run.
+ */
 const LIVE_APPLY_MS = 250;
+const LIVE_APPLY_SHARE = 5;
 /** The digest of a live run is re-read at most this often. */
 const DIGEST_REFRESH_MS = 2000;
 
@@ -53,6 +57,7 @@ export function RunPage({ runId, url }: { runId: string; url: URL }) {
     let pending: CompactSpans[] = [];
     let timer: ReturnType<typeof setTimeout> | undefined;
     let lastDigest = 0;
+    let applyEvery = LIVE_APPLY_MS;
     let closed = false;
     loadDigest();
     Promise.all([api.run(runId), api.compactSpans(runId)]).then(
@@ -68,8 +73,10 @@ export function RunPage({ runId, url }: { runId: string; url: URL }) {
           const updates = pending.splice(0);
           // A relayout costs time linear in the run's spans: only when spans changed.
           if (updates.length > 0) {
+            const started = performance.now();
             for (const update of updates) loaded.merge(update);
             loaded.rebuild();
+            applyEvery = Math.max(LIVE_APPLY_MS, (performance.now() - started) * LIVE_APPLY_SHARE);
             bump();
           }
           if (Date.now() - lastDigest > DIGEST_REFRESH_MS) {
@@ -82,7 +89,7 @@ export function RunPage({ runId, url }: { runId: string; url: URL }) {
           const update = JSON.parse((event as MessageEvent).data) as { run: Run; spans: CompactSpans };
           setRun(update.run);
           if (update.spans.count > 0) pending.push(update.spans);
-          timer ??= setTimeout(apply, LIVE_APPLY_MS);
+          timer ??= setTimeout(apply, applyEvery);
         });
       },
       (error: Error) => setLoadError(error.message),
