@@ -4,6 +4,7 @@ import * as otlp from "./otlp.js";
 import * as runner from "./runner.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
+import * as ui from "./ui.js";
 
 /**
  * Every benchmark, in order. Each is a module exporting `run(): Promise<BenchResult>`
@@ -16,6 +17,7 @@ const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["sdk", sdk],
   ["digest", digest],
   ["runner", runner],
+  ["ui", ui],
 ];
 
 const only = process.argv.slice(2);

@@ -811,6 +811,51 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       });
     });
 
+    describe("single spans, outlines and search (what the UI reads)", () => {
+      beforeEach(async () => {
+        await submit(requestEvents("req", "children-first"));
+        await submit([
+          runStart("other", T0),
+          span("other", "sql", null, T0, T0 + 1, { name: "SQL/Query", tags: { "db.rows": 7 } }),
+        ]);
+      });
+
+      it("reads one span with its tags, and undefined for an unknown span or run", async () => {
+        assert.deepEqual(await store.getSpan("req", "tpl"), await spanById("req", "tpl"));
+        assert.equal((await store.getSpan("req", "tpl"))?.parentId, "ctrl");
+        assert.equal(await store.getSpan("req", "nope"), undefined);
+        assert.equal(await store.getSpan("nope", "tpl"), undefined);
+      });
+
+      it("outlines every span of the run in start order, or only the ones asked for", async () => {
+        const outlines = treeView(await store.listSpans("req")).map(({ tags: _tags, ...outline }) => outline);
+        assert.deepEqual(await store.listSpanOutlines("req"), outlines);
+        assert.deepEqual(
+          (await store.listSpanOutlines("req", ["part", "ctrl", "missing"])).map((span) => span.id),
+          ["ctrl", "part"],
+        );
+        assert.deepEqual(await store.listSpanOutlines("nope"), []);
+      });
+
+      it("searches names and tag text case-insensitively, and key:value as a tag comparison, in start order", async () => {
+        assert.deepEqual(await store.searchSpans("req", "template", 10), ["tpl", "part"]);
+        assert.deepEqual(await store.searchSpans("req", "template", 1), ["tpl"]);
+        assert.deepEqual(await store.searchSpans("req", "component", 10), ["ctrl", "sql", "tpl", "part"]);
+        assert.deepEqual(await store.searchSpans("req", "component:sql", 10), ["sql"]);
+        assert.deepEqual(await store.searchSpans("other", "db.rows:7", 10), ["sql"]);
+        assert.deepEqual(await store.searchSpans("req", "100%", 10), []);
+        assert.deepEqual(await store.searchSpans("nope", "sql", 10), []);
+      });
+
+      it("lists the runs started from a run, and from one span of it", async () => {
+        await submit([runStart("child-a", T0 + 1, { parentRunId: "req", parentSpanId: "tpl" })]);
+        await submit([runStart("child-b", T0 + 2, { parentRunId: "req", parentSpanId: "sql" })]);
+        assert.deepEqual(await ids({ parentRunId: "req" }), ["child-b", "child-a"]);
+        assert.deepEqual(await ids({ parentRunId: "req", parentSpanId: "tpl" }), ["child-a"]);
+        assert.deepEqual(await ids({ parentRunId: "other" }), []);
+      });
+    });
+
     describe("change token", () => {
       it("changes after every commit", async () => {
         const first = await store.changeToken();

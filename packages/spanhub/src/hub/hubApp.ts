@@ -1,5 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
-import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { digestView } from "../digest/digestView.js";
 import type { EventWriter } from "../ingest/eventWriter.js";
@@ -12,7 +11,11 @@ import { CursorError } from "../store/cursor.js";
 import type { RunQuery } from "../store/records.js";
 import type { Store } from "../store/store.js";
 import { ApiError, badRequest, conflict, notFound } from "./apiError.js";
+import { compactSpans } from "./compactSpans.js";
+import { ChangeFeed, EventStream, followChanges } from "./eventStream.js";
 import { otlpRoutes } from "./otlpRoutes.js";
+import { registerSession } from "./session.js";
+import { registerUiFiles } from "./uiFiles.js";
 import { runView, spanView } from "./views.js";
 
 export interface HubOptions {
@@ -20,7 +23,7 @@ export interface HubOptions {
   writer: EventWriter;
   metrics: Metrics;
   logger: Logger;
-  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  /** When set, /metrics and the API need `Authorization: Bearer <token>` or the session cookie. */
   token?: string;
   maxBodyBytes: number;
   /** False for a standalone agent's `--http`: only /healthz and /metrics. */
@@ -38,6 +41,13 @@ const FRAMEWORK_CODES: Record<number, string> = {
 
 /** How often a waiting `/api/v1/changes` request checks the store (a cheap check). */
 const CHANGE_POLL_MS = 100;
+/** How often open event streams check the store; updates are batched at this pace. */
+const STREAM_POLL_MS = 200;
+/** Events read per step when a run stream catches up. */
+const STREAM_EVENTS_PER_READ = 5000;
+
+/** Child runs listed with a span's details. */
+const CHILD_RUNS_LIMIT = 100;
 
 const PATCH_STATUSES: EndStatus[] = ["crashed", "failed", "stopped", "cancelled", "timed_out", "ok"];
 
@@ -51,15 +61,8 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     done(null, body),
   );
 
-  if (options.token) {
-    const expected = Buffer.from(`Bearer ${options.token}`);
-    app.addHook("onRequest", async (request) => {
-      if (request.url.split("?")[0] === "/healthz") return;
-      const given = Buffer.from(request.headers.authorization ?? "");
-      if (given.length !== expected.length || !timingSafeEqual(given, expected))
-        throw new ApiError(401, "unauthorized", "send the hub's token as `Authorization: Bearer <token>`");
-    });
-  }
+  registerSession(app, options.token);
+  const uiPage = options.apiRoutes === false ? () => undefined : registerUiFiles(app);
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
     if (error instanceof ApiError)
@@ -70,8 +73,10 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
       .status(status)
       .send({ error: { code: FRAMEWORK_CODES[status] ?? "bad_request", message: error.message } });
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
+  app.setNotFoundHandler(
+    (request, reply) =>
+      uiPage(request, reply) ??
+      reply.status(404).send({ error: { code: "not_found", message: `no route ${request.method} ${request.url}` } }),
   );
 
   app.get("/healthz", async () => ({ ok: true, engine: store.engine }));
@@ -85,12 +90,14 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
 
   app.register(otlpRoutes({ writer, metrics, logger: options.logger, maxBodyBytes: options.maxBodyBytes }));
 
-  app.get("/api/v1/runs", async (request) => {
-    const page = await store.listRuns(runQuery(request.query as Record<string, string | undefined>)).catch((error) => {
+  const listRuns = async (query: RunQuery) => {
+    const page = await store.listRuns(query).catch((error) => {
       throw error instanceof CursorError ? badRequest(error.message) : error;
     });
     return { runs: page.runs.map(runView), nextCursor: page.nextCursor ?? null };
-  });
+  };
+
+  app.get("/api/v1/runs", async (request) => listRuns(runQuery(request.query as Record<string, string | undefined>)));
 
   app.get("/api/v1/runs/:id", async (request) => {
     const { id } = request.params as { id: string };
@@ -101,6 +108,22 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
 
   app.get("/api/v1/runs/:id/spans", async (request) => {
     const { id } = request.params as { id: string };
+    const query = request.query as Record<string, string | undefined>;
+    if (query.q !== undefined) {
+      if (!(await store.getRun(id))) throw notFound(`no run "${id}"`);
+      if (query.q === "") throw badRequest('"q" must not be empty');
+      const limit = integer(query.limit, "limit", 1000, 1, 10_000);
+      const matches = await store.searchSpans(id, query.q, limit + 1);
+      return { runId: id, q: query.q, matches: matches.slice(0, limit), truncated: matches.length > limit };
+    }
+    if (query.view === "compact") {
+      // The run first: spans read after it are at least as new as its lastSeq, so a stream from there misses nothing.
+      const run = await store.getRun(id);
+      if (!run) throw notFound(`no run "${id}"`);
+      const outlines = await store.listSpanOutlines(id);
+      return { runId: id, lastSeq: run.lastSeq, ...compactSpans(outlines, run.startTime, "index") };
+    }
+    if (query.view !== undefined && query.view !== "full") throw badRequest('"view" must be "full" or "compact"');
     const [run, spans] = await Promise.all([store.getRun(id), store.listSpans(id)]);
     if (!run) throw notFound(`no run "${id}"`);
     return { runId: id, spans: spans.map(spanView) };
@@ -111,6 +134,84 @@ export function buildHubApp(options: HubOptions): FastifyInstance {
     const read = await store.getDigest(id);
     if (!read) throw notFound(`no run "${id}"`);
     return { runId: id, digest: digestView(read.digest), caughtUp: read.caughtUp, stale: read.stale };
+  });
+
+  app.get("/api/v1/runs/:id/spans/:spanId", async (request) => {
+    const { id, spanId } = request.params as { id: string; spanId: string };
+    const span = await store.getSpan(id, spanId);
+    if (!span) throw notFound(`no span "${spanId}" in run "${id}"`);
+    const children = await store.listRuns({ parentRunId: id, parentSpanId: spanId, limit: CHILD_RUNS_LIMIT });
+    return {
+      runId: id,
+      ...spanView(span),
+      childRuns: children.runs.map((run) => ({ id: run.id, name: run.name, status: run.status })),
+    };
+  });
+
+  const streamFailed = (error: unknown) => options.logger.error({ err: error }, "event stream failed");
+  const feed = new ChangeFeed(store, STREAM_POLL_MS, streamFailed);
+  const streams = new Set<EventStream>();
+  const openStream = (request: FastifyRequest, reply: FastifyReply) => {
+    const stream = new EventStream(request, reply);
+    streams.add(stream);
+    stream.onClose(() => streams.delete(stream));
+    return stream;
+  };
+  // Open streams would hold the server open; end them when the app closes.
+  app.addHook("preClose", async () => {
+    for (const stream of [...streams]) stream.close();
+  });
+
+  // A run's new and changed spans as they commit: each `update` names the run and its changed spans.
+  app.get("/api/v1/runs/:id/stream", async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const query = request.query as Record<string, string | undefined>;
+    const lastEventId = request.headers["last-event-id"];
+    let after = integer(query.after ?? (typeof lastEventId === "string" ? lastEventId : undefined), "after", 0, 0);
+    if (!(await store.getRun(id))) throw notFound(`no run "${id}"`);
+    const stream = openStream(request, reply);
+    let first = true;
+    followChanges(
+      stream,
+      feed,
+      async () => {
+        const run = await store.getRun(id);
+        if (!run || (run.lastSeq <= after && !first)) return;
+        first = false;
+        const spanIds = new Set<string>();
+        for (;;) {
+          const events = await store.listEvents(id, after, STREAM_EVENTS_PER_READ);
+          for (const event of events) if (typeof event.body.spanId === "string") spanIds.add(event.body.spanId);
+          after = events.at(-1)?.seq ?? after;
+          if (events.length < STREAM_EVENTS_PER_READ) break;
+        }
+        const outlines = spanIds.size > 0 ? await store.listSpanOutlines(id, [...spanIds]) : [];
+        const current = (await store.getRun(id)) ?? run;
+        stream.send("update", { run: runView(current), spans: compactSpans(outlines, current.startTime, "id") }, after);
+      },
+      streamFailed,
+    );
+    return reply;
+  });
+
+  // The runs list as `GET /api/v1/runs` gives it (same filters), sent again whenever it changes.
+  app.get("/api/v1/stream/runs", async (request, reply) => {
+    const query = runQuery(request.query as Record<string, string | undefined>);
+    const stream = openStream(request, reply);
+    let last = "";
+    followChanges(
+      stream,
+      feed,
+      async () => {
+        const page = await listRuns(query);
+        const text = JSON.stringify(page);
+        if (text === last) return;
+        last = text;
+        stream.send("runs", page);
+      },
+      streamFailed,
+    );
+    return reply;
   });
 
   app.get("/api/v1/runs/:id/events", async (request) => {
@@ -217,6 +318,8 @@ function runQuery(query: Record<string, string | undefined>): RunQuery {
     if (at <= 0) throw badRequest('"tag" must read key:value');
     result.tag = { key: query.tag.slice(0, at), value: query.tag.slice(at + 1) };
   }
+  if (query.parentRunId) result.parentRunId = query.parentRunId;
+  if (query.parentSpanId) result.parentSpanId = query.parentSpanId;
   if (query.cursor) result.cursor = query.cursor;
   return result;
 }

@@ -62,6 +62,9 @@ export interface SpanRecord {
   rpcMethod: string | null;
 }
 
+/** A span without its tags, logs and error: what a waterfall draws. */
+export type SpanOutline = Pick<SpanRecord, "id" | "parentId" | "name" | "status" | "startTime" | "endTime">;
+
 export interface StoredEvent {
   seq: number;
   /** Server time of the append. */
@@ -88,6 +91,9 @@ export interface RunQuery {
   since?: Micros;
   until?: Micros;
   tag?: { key: string; value: string };
+  /** Runs started from this run (their `parentRunId`), and from this span of it (`parentSpanId`). */
+  parentRunId?: string;
+  parentSpanId?: string;
   limit: number;
   cursor?: string;
 }

@@ -1,6 +1,15 @@
 import type { Submission, SubmitResult } from "../model/event.js";
 import type { Micros } from "../model/time.js";
-import type { AppRecord, DigestRead, RunPage, RunQuery, RunRecord, SpanRecord, StoredEvent } from "./records.js";
+import type {
+  AppRecord,
+  DigestRead,
+  RunPage,
+  RunQuery,
+  RunRecord,
+  SpanOutline,
+  SpanRecord,
+  StoredEvent,
+} from "./records.js";
 
 /**
  * The one storage contract. SQLite and (later) PostgreSQL implement it and run the
@@ -24,6 +33,19 @@ export interface Store {
   listRuns(query: RunQuery): Promise<RunPage>;
   /** Every span of the run, in start order; empty when the run is unknown. */
   listSpans(runId: string): Promise<SpanRecord[]>;
+  /** One span of the run; undefined when the run or the span is unknown. */
+  getSpan(runId: string, spanId: string): Promise<SpanRecord | undefined>;
+  /**
+   * What a waterfall draws (id, parent, name, status, times) of every span of the run, or only of
+   * `spanIds`, in start order, without tags and logs; empty when the run is unknown.
+   */
+  listSpanOutlines(runId: string, spanIds?: string[]): Promise<SpanOutline[]>;
+  /**
+   * Ids of the run's spans, in start order, up to `limit`, whose name or tags (as JSON text) contain
+   * `text` (ASCII letters compare case-insensitively), or, for `key:value`, whose tag `key` equals
+   * `value` compared as text like `RunQuery.tag`.
+   */
+  searchSpans(runId: string, text: string, limit: number): Promise<string[]>;
   /** The run's log from `afterSeq` (exclusive), in seq order. */
   listEvents(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]>;
   listApps(): Promise<AppRecord[]>;

@@ -5,7 +5,16 @@ import { DIGEST_SCHEMA_VERSION, type DigestState, emptyDigest } from "../../dige
 import type { Submission, SubmitResult } from "../../model/event.js";
 import type { Micros } from "../../model/time.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
-import type { AppRecord, DigestRead, RunPage, RunQuery, RunRecord, SpanRecord, StoredEvent } from "../records.js";
+import type {
+  AppRecord,
+  DigestRead,
+  RunPage,
+  RunQuery,
+  RunRecord,
+  SpanOutline,
+  SpanRecord,
+  StoredEvent,
+} from "../records.js";
 import type { Store, StoreConfig } from "../store.js";
 import { migrate } from "./migrations.js";
 import { openDatabase } from "./openDatabase.js";
@@ -61,6 +70,17 @@ export class SqliteStore implements Store {
       spansOfRun: db.prepare(
         `SELECT ${SPAN_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?) ORDER BY start_us, span_id`,
       ),
+      spanById: db.prepare(
+        `SELECT ${SPAN_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?) AND span_id = ?`,
+      ),
+      outlinesOfRun: db
+        .prepare(`SELECT ${OUTLINE_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?)
+          ORDER BY start_us, span_id`)
+        .raw(),
+      outlinesOfSpans: db
+        .prepare(`SELECT ${OUTLINE_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?)
+          AND span_id IN (SELECT value FROM json_each(?)) ORDER BY start_us, span_id`)
+        .raw(),
       eventsOfRun: db.prepare(`SELECT seq, ts_us, kind, late, body FROM events
         WHERE rid = (SELECT rid FROM runs WHERE id = ?) AND seq > ? ORDER BY seq LIMIT ?`),
       allApps: db.prepare("SELECT app, metadata, latest, last_seen_us FROM apps ORDER BY app"),
@@ -112,14 +132,9 @@ export class SqliteStore implements Store {
     if (query.name) where.push("name LIKE ? ESCAPE '\\'") && params.push(`%${escapeLike(query.name)}%`);
     if (query.since !== undefined) where.push("start_us >= ?") && params.push(query.since);
     if (query.until !== undefined) where.push("start_us < ?") && params.push(query.until);
-    if (query.tag) {
-      // json_extract gives 1/0 for JSON true/false; compare booleans by their JSON text, as other engines do.
-      where.push(
-        "(CASE json_type(tags, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(tags, ?) AS TEXT) END) = ?",
-      );
-      const path = `$."${query.tag.key.replaceAll('"', '\\"')}"`;
-      params.push(path, path, query.tag.value);
-    }
+    if (query.tag) where.push(tagEquals(query.tag, params));
+    if (query.parentRunId) where.push("parent_run_id = ?") && params.push(query.parentRunId);
+    if (query.parentSpanId) where.push("parent_span_id = ?") && params.push(query.parentSpanId);
     if (query.cursor) {
       const [startUs, rid] = decodeCursor(query.cursor);
       where.push("(start_us, runs.rid) < (?, ?)");
@@ -138,6 +153,39 @@ export class SqliteStore implements Store {
 
   async listSpans(runId: string): Promise<SpanRecord[]> {
     return (this.statements.spansOfRun.all(runId) as SpanRow[]).map(spanRecord);
+  }
+
+  async getSpan(runId: string, spanId: string): Promise<SpanRecord | undefined> {
+    const row = this.statements.spanById.get(runId, spanId) as SpanRow | undefined;
+    return row ? spanRecord(row) : undefined;
+  }
+
+  async listSpanOutlines(runId: string, spanIds?: string[]): Promise<SpanOutline[]> {
+    const rows = (
+      spanIds
+        ? this.statements.outlinesOfSpans.all(runId, JSON.stringify(spanIds))
+        : this.statements.outlinesOfRun.all(runId)
+    ) as OutlineRow[];
+    return rows.map(([id, parentId, name, status, startTime, endTime]) => ({
+      id,
+      parentId,
+      name,
+      status: status as SpanOutline["status"],
+      startTime,
+      endTime,
+    }));
+  }
+
+  async searchSpans(runId: string, text: string, limit: number): Promise<string[]> {
+    const params: unknown[] = [runId, `%${escapeLike(text)}%`, `%${escapeLike(text)}%`];
+    const matches = ["name LIKE ? ESCAPE '\\'", "tags LIKE ? ESCAPE '\\'"];
+    const at = text.indexOf(":");
+    if (at > 0) matches.push(tagEquals({ key: text.slice(0, at), value: text.slice(at + 1) }, params));
+    const sql = `SELECT span_id FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?)
+      AND (${matches.join(" OR ")}) ORDER BY start_us, span_id LIMIT ?`;
+    return this.cached(sql)
+      .pluck()
+      .all(...params, limit) as string[];
   }
 
   async listEvents(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
@@ -203,6 +251,17 @@ export class SqliteStore implements Store {
     }
     return statement;
   }
+}
+
+const OUTLINE_COLUMNS = "span_id, parent_id, name, status, start_us, end_us";
+type OutlineRow = [string, string | null, string | null, string, number | null, number | null];
+
+/** A condition that the JSON `tags` column's `key` equals `value` as text; pushes its parameters. */
+function tagEquals(tag: { key: string; value: string }, params: unknown[]): string {
+  const path = `$."${tag.key.replaceAll('"', '\\"')}"`;
+  params.push(path, path, tag.value);
+  // json_extract gives 1/0 for JSON true/false; compare booleans by their JSON text, as other engines do.
+  return "(CASE json_type(tags, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(tags, ?) AS TEXT) END) = ?";
 }
 
 function escapeLike(text: string): string {
