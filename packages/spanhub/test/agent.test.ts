@@ -6,7 +6,7 @@ import {
   getJson,
   type SpanhubProcess,
   scoutBatch,
-  startCli,
+  startUp,
   tempHome,
   waitFor,
   writeAndClose,
@@ -27,7 +27,7 @@ describe("agent over a real Unix socket", () => {
   };
 
   before(async () => {
-    hub = await startCli(["up", "--data", home.data, "--socket", home.socket, "--port", "0"]);
+    hub = await startUp(home);
   });
   after(async () => {
     await hub.stop();

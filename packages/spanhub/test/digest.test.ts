@@ -27,7 +27,8 @@ import {
   getJson,
   runCli,
   scoutBatch,
-  startCli,
+  type startCli,
+  startUp,
   tempHome,
   waitFor,
   writeAndClose,
@@ -93,19 +94,7 @@ describe("digest: every terminal path seals", () => {
   let hub: Awaited<ReturnType<typeof startCli>>;
   // No background folding: whatever is sealed was sealed by the transition itself.
   before(async () => {
-    hub = await startCli([
-      "up",
-      "--data",
-      home.data,
-      "--socket",
-      home.socket,
-      "--port",
-      "0",
-      "--abandon-after",
-      "400ms",
-      "--fold",
-      "seal-only",
-    ]);
+    hub = await startUp(home, ["--abandon-after", "400ms", "--fold", "seal-only"]);
   });
   after(async () => {
     await hub.stop();

@@ -18,6 +18,7 @@ import {
   type SpanhubProcess,
   scoutBatch,
   startCli,
+  startUp,
   tempHome,
   waitFor,
 } from "./processHelpers.js";
@@ -257,7 +258,7 @@ describe("OTLP export limits", () => {
 
 /** `spanhub up` in the home's directories, forwarding to `url`. */
 function startExportingUp(home: ReturnType<typeof tempHome>, url: string): Promise<SpanhubProcess> {
-  return startCli(["up", "--data", home.data, "--socket", home.socket, "--port", "0", "--export-otlp", url]);
+  return startUp(home, ["--export-otlp", url]);
 }
 
 /** A port nothing listens on (taken from the OS, then released). */

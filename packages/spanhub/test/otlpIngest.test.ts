@@ -9,7 +9,7 @@ import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { SimpleSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ExportTraceServiceResponse, RpcStatus } from "../src/protocols/otlpProto.js";
 import { recordSampleTrace, SAMPLE_QUERY_ATTRIBUTES, sampleTrace, tracerProvider } from "./otlpHelpers.js";
-import { getJson, type SpanhubProcess, startCli, tempHome, waitFor } from "./processHelpers.js";
+import { getJson, type SpanhubProcess, startUp, tempHome, waitFor } from "./processHelpers.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -17,19 +17,7 @@ describe("OTLP/HTTP into a real spanhub up", () => {
   const home = tempHome();
   let hub: SpanhubProcess;
   before(async () => {
-    hub = await startCli([
-      "up",
-      "--data",
-      home.data,
-      "--socket",
-      home.socket,
-      "--port",
-      "0",
-      "--max-frame",
-      `${MAX_BODY}`,
-      "--trace-idle",
-      "300ms",
-    ]);
+    hub = await startUp(home, ["--max-frame", `${MAX_BODY}`, "--trace-idle", "300ms"]);
   });
   after(async () => {
     await hub.stop();

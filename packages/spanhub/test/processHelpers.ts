@@ -176,3 +176,8 @@ export function scoutBatch(requestId: string, spanCount: number, options: { batc
   commands.push({ FinishRequest: { request_id: requestId, timestamp: at(101) } });
   return { BatchCommand: { commands, ...(options.batchId ? { batch_id: options.batchId } : {}) } };
 }
+
+/** `spanhub up` on a temp home (its data dir and socket, a free port), with `extra` flags. */
+export function startUp(home: { data: string; socket: string }, extra: string[] = []): Promise<SpanhubProcess> {
+  return startCli(["up", "--data", home.data, "--socket", home.socket, "--port", "0", ...extra]);
+}

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { BrowserContext, Page } from "playwright-core";
 import { chromiumMissing, launchChromium, sendFrames, treeRunFrames } from "./browser.js";
-import { getJson, type SpanhubProcess, startCli, tempHome, waitFor } from "./processHelpers.js";
+import { getJson, type SpanhubProcess, startUp, tempHome, waitFor } from "./processHelpers.js";
 
 const missing = chromiumMissing();
 const skip = missing && !process.env.CI ? missing : false;
@@ -30,7 +30,7 @@ describe("web UI in Chromium", { skip }, () => {
   before(async () => {
     if (missing) throw new Error(`CI must run the browser tests: ${missing}`);
     mkdirSync(ARTIFACTS, { recursive: true });
-    hub = await startCli(["up", "--data", home.data, "--socket", home.socket, "--port", "0"]);
+    hub = await startUp(home);
     await sendFrames(socket(), treeRunFrames("big", BIG, { name: "big-report", app: "etl", base: T0 }));
     await sendFrames(socket(), [
       {
@@ -289,7 +289,7 @@ describe("web UI token sign-in (Chromium)", { skip }, () => {
 
   before(async () => {
     if (missing) throw new Error(`CI must run the browser tests: ${missing}`);
-    hub = await startCli(["up", "--data", home.data, "--socket", home.socket, "--port", "0", "--token", "s3cret"]);
+    hub = await startUp(home, ["--token", "s3cret"]);
     await sendFrames(home.socket, treeRunFrames("guarded", 3, { name: "guarded-run" }));
     browser = await launchChromium();
   });
