@@ -27,7 +27,7 @@ import {
   getJson,
   runCli,
   scoutBatch,
-  type startCli,
+  startCli,
   startUp,
   tempHome,
   waitFor,
@@ -168,6 +168,28 @@ describe("digest: every terminal path seals", () => {
   });
 });
 
+describe("digest: an ingest-only agent (--fold off) beside a hub", () => {
+  it("leaves the seal to the hub's background folder, which seals ended runs without any read", async () => {
+    const home = tempHome();
+    const agent = await startCli(["agent", "--data", home.data, "--socket", home.socket, "--fold", "off"]);
+    const hub = await startCli(["hub", "--data", home.data, "--port", "0"]);
+    try {
+      const client = await FrameClient.open(home.socket);
+      await client.send(scoutBatch("split-1", 6));
+      client.close();
+      const sealed = await waitFor(async () => {
+        const row = readStoredDigest(home.data, "split-1");
+        return row.outcome_status ? row : undefined;
+      }, "the hub's folder to seal the run");
+      assert.equal(sealed.watermark_seq, sealed.last_seq);
+      assertSealed(home.data, "split-1", "ok");
+    } finally {
+      await Promise.all([agent.stop(), hub.stop()]);
+      home.cleanup();
+    }
+  });
+});
+
 describe("digest: store reads and refolds", () => {
   let dir: string;
   before(() => {
@@ -220,8 +242,10 @@ describe("digest: store reads and refolds", () => {
       const read = await store.getDigest("r");
       assert.equal(read?.caughtUp, 1);
       assert.equal(read?.digest.anomalies.late_event?.count, 1);
-      assert.equal(read?.digest.anomalies.unfinished_span?.count, 1, "open when the run ended");
       assert.equal(read?.digest.openSpans, 0);
+      // Folding an ended run seals it again: the span its late end closed is no longer unfinished.
+      assert.equal(read?.digest.anomalies.unfinished_span, undefined);
+      assert.deepEqual(read?.digest.outcome, { status: "ok", reason: null });
     } finally {
       await store.close();
     }

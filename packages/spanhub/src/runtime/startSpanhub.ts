@@ -91,6 +91,7 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
       onBackgroundError: (error) => logger.error({ err: error }, "digest fold failed; it is retried"),
     });
     closers.push(() => store.close());
+    store.startBackground();
     const metrics = new Metrics();
     const writer = new EventWriter(
       store,

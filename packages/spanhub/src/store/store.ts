@@ -63,6 +63,12 @@ export interface Store {
   findIdleRunsEndingOnIdle(before: Micros, limit: number): Promise<string[]>;
   /** Forgets batch ids committed before `before`. */
   pruneBatches(before: Micros): Promise<number>;
+  /**
+   * Starts the engine's background work (the digest folder) now, in a serving process, rather
+   * than at its first write: a hub beside an agent running `--fold off` may never write itself.
+   * Read-only users (the CLI) never call it.
+   */
+  startBackground(): void;
   /** A value that changes whenever any process commits to the store. */
   changeToken(): Promise<string>;
   close(): Promise<void>;

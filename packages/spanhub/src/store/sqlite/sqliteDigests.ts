@@ -316,12 +316,19 @@ export class SqliteDigests {
    */
   foldDirty(maxRuns: number, maxEventsPerRun: number): number {
     let total = 0;
-    for (const rid of this.tables.dirtyRuns.all(maxRuns) as number[]) {
-      const run = this.tables.runState.get(rid) as { status: string };
-      if (isEndStatus(run.status)) total += this.seal(rid);
-      else total += this.foldRun(rid, maxEventsPerRun) || this.markCurrent(rid);
-    }
+    for (const rid of this.tables.dirtyRuns.all(maxRuns) as number[]) total += this.catchUp(rid, maxEventsPerRun);
     return total;
+  }
+
+  /**
+   * Brings one run's digest up to its log: an ended run is sealed (its seal may have been left
+   * to another process, `--fold off`, or have failed), a running one folded. Returns entries folded.
+   */
+  catchUp(rid: number, maxEvents = CHUNK): number {
+    const run = this.tables.runState.get(rid) as { status: string } | undefined;
+    if (!run) return 0;
+    if (isEndStatus(run.status)) return this.seal(rid);
+    return this.foldRun(rid, maxEvents) || this.markCurrent(rid);
   }
 
   /** Recomputes digests written by an older fold, keeping where they were sealed and their outcome. */

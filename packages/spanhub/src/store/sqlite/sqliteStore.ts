@@ -233,6 +233,10 @@ export class SqliteStore implements Store {
     return this.statements.idleRunsEndingOnIdle.all(before, limit) as string[];
   }
 
+  startBackground(): void {
+    if ((this.config.fold ?? "all") === "all") this.writerThread();
+  }
+
   async changeToken(): Promise<string> {
     // data_version moves whenever another connection commits: the writer thread or another process.
     return String(this.statements.dataVersion.get());

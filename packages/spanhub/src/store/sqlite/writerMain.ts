@@ -16,6 +16,8 @@ const { dbPath, durability, fold } = workerData as {
 };
 /** Background fold: a short pause gathers events, and a slice stays small so appends wait little. */
 const FOLD_DELAY_MS = 50;
+/** With nothing to fold, look again this often: other processes (an agent on `--fold off`) append too. */
+const FOLD_IDLE_MS = 500;
 const FOLD_RUNS_PER_SLICE = 32;
 const FOLD_EVENTS_PER_RUN = 2000;
 const RECOMPUTE_RUNS_PER_SLICE = 4;
@@ -41,7 +43,7 @@ function foldSlice(): void {
   try {
     const folded = digests.foldDirty(FOLD_RUNS_PER_SLICE, FOLD_EVENTS_PER_RUN);
     const recomputed = digests.recomputeOld(RECOMPUTE_RUNS_PER_SLICE);
-    if (folded > 0 || recomputed > 0) scheduleFold(0);
+    scheduleFold(folded > 0 || recomputed > 0 ? 0 : FOLD_IDLE_MS);
   } catch (error) {
     reportFoldError(error as Error);
     scheduleFold(1000);
@@ -58,7 +60,7 @@ port.on("message", (request: WriterRequest) => {
         scheduleFold();
         break;
       case "catchUp":
-        response = { id: request.id, ok: true, value: digests.foldRun(request.rid) };
+        response = { id: request.id, ok: true, value: digests.catchUp(request.rid, Number.MAX_SAFE_INTEGER) };
         break;
       case "prune":
         response = { id: request.id, ok: true, value: writer.pruneBatches(request.before) };
