@@ -327,8 +327,11 @@ export class SqliteDigests {
   catchUp(rid: number, maxEvents = CHUNK): number {
     const run = this.tables.runState.get(rid) as { status: string } | undefined;
     if (!run) return 0;
-    if (isEndStatus(run.status)) return this.seal(rid);
-    return this.foldRun(rid, maxEvents) || this.markCurrent(rid);
+    // A long tail is folded in bounded commits first, so the seal's own transaction stays short
+    // (writers in other processes wait on it).
+    const folded = this.foldRun(rid, maxEvents);
+    if (isEndStatus(run.status)) return folded + this.seal(rid);
+    return folded || this.markCurrent(rid);
   }
 
   /** Recomputes digests written by an older fold, keeping where they were sealed and their outcome. */

@@ -60,7 +60,7 @@ port.on("message", (request: WriterRequest) => {
         scheduleFold();
         break;
       case "catchUp":
-        response = { id: request.id, ok: true, value: digests.catchUp(request.rid, Number.MAX_SAFE_INTEGER) };
+        response = { id: request.id, ok: true, value: digests.catchUp(request.rid) };
         break;
       case "prune":
         response = { id: request.id, ok: true, value: writer.pruneBatches(request.before) };
