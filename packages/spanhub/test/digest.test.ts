@@ -234,6 +234,20 @@ describe("digest: store reads and refolds", () => {
     }
   });
 
+  it("seals a run too big for the in-memory seal in the commit that creates and ends it", async () => {
+    const store = new SqliteStore({ dataDir: join(dir, "big"), fold: "seal-only" });
+    try {
+      const spans = Array.from({ length: 1500 }, (_, index) =>
+        span("big", `s${index}`, index === 0 ? null : "s0", T0 + index, T0 + index + 10, { name: "step" }),
+      );
+      await store.append([{ events: [runStart("big", T0), ...spans, runEnd("big", T0 + 2000)] }]);
+    } finally {
+      await store.close();
+    }
+    const digest = assertSealed(join(dir, "big"), "big", "ok");
+    assert.equal(digest.spanCount, 1500);
+  });
+
   it("folds events that arrive after the seal as late events", async () => {
     const store = new SqliteStore({ dataDir: join(dir, "late"), fold: "seal-only" });
     try {

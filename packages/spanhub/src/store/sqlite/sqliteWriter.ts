@@ -133,8 +133,9 @@ export class SqliteWriter {
         run.foldedSeq = this.sealQuietly(() => this.digests?.sealNewRun(run.rid, run.appended, run.record));
       this.saveRun(run);
     }
+    // The general seal, after the row is saved: runs that existed before, and new runs too big for the in-memory seal.
     for (const run of open.values())
-      if (run.ended && !run.isNew) this.sealQuietly(() => this.digests?.seal(run.rid, run.appended));
+      if (run.ended && run.foldedSeq === undefined) this.sealQuietly(() => this.digests?.seal(run.rid, run.appended));
     return results;
   }
 
