@@ -7,9 +7,11 @@ import { digestView } from "../src/digest/digestView.js";
 import { type FoldEntry, foldAll, foldEntry } from "../src/digest/fold.js";
 import { BOUNDS_US, bucketOf, OVERFLOW_BUCKET, quantileOf } from "../src/digest/histogram.js";
 import { MemoryFoldIndex } from "../src/digest/memoryIndex.js";
+import { migrate } from "../src/store/sqlite/migrations.js";
 import { openDatabase } from "../src/store/sqlite/openDatabase.js";
 import { SqliteDigests } from "../src/store/sqlite/sqliteDigests.js";
 import { SqliteStore } from "../src/store/sqlite/sqliteStore.js";
+import { SqliteWriter } from "../src/store/sqlite/sqliteWriter.js";
 import {
   assertSealed,
   makeTempDir,
@@ -229,6 +231,38 @@ describe("digest: store reads and refolds", () => {
       assert.deepEqual(body.outcome, { status: "crashed", reason: "oom" });
       assert.equal(body.sealSeq, 5);
       assert.equal(digests.recomputeOld(10), 0);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("keeps folding other runs when one run's fold fails, and leaves the failing one alone for a while", async () => {
+    const db = openDatabase(join(dir, "poison.db"), "normal");
+    try {
+      migrate(db);
+      const writer = new SqliteWriter(db, undefined, (error) => {
+        throw error;
+      });
+      writer.append([{ events: [spanStart("bad", "a", null, T0), spanStart("good", "b", null, T0)] }]);
+      // A digest row nobody can read: folding "bad" throws.
+      db.prepare(
+        "INSERT INTO digests (rid, schema_version, watermark_seq, failed_spans, side_rows, body) SELECT rid, 1, 0, 0, 1, '{bad' FROM runs WHERE id = 'bad'",
+      ).run();
+      const digests = new SqliteDigests(db);
+      const errors: Error[] = [];
+      assert.equal(
+        digests.foldDirty(10, 100, (error) => errors.push(error)),
+        1,
+        "the good run is folded",
+      );
+      assert.equal(errors.length, 1);
+      const good = db.prepare("SELECT d.watermark_seq FROM digests d JOIN runs r ON r.rid = d.rid WHERE r.id = 'good'");
+      assert.equal(good.pluck().get(), 1);
+      assert.equal(
+        digests.foldDirty(10, 100, (error) => errors.push(error)),
+        0,
+      );
+      assert.equal(errors.length, 1, "the failing run waits before it is tried again");
     } finally {
       db.close();
     }

@@ -168,7 +168,9 @@ function applyStep(engine: Engine, runId: string, step: Step): void {
       if (rid !== undefined) engine.digests.foldRun(rid, step.max);
       return;
     case "foldDirty":
-      engine.digests.foldDirty(10, 4);
+      engine.digests.foldDirty(10, 4, (error) => {
+        throw error;
+      });
       return;
     case "corrupt":
       // A log row whose body cannot be read: it is counted as malformed, never fatal.

@@ -21,6 +21,8 @@ const CHUNK = 2000;
  * this spares each of them a row per span; big runs keep theirs, so they never replay.
  */
 const SMALL_RUN_EVENTS = 1000;
+/** A run whose fold failed is tried again after this long. */
+const FAILED_RUN_RETRY_MS = 60_000;
 
 interface EventRow {
   seq: number;
@@ -212,6 +214,9 @@ function prepareStatements(db: Database.Database): Record<StatementName, Databas
 export class SqliteDigests {
   private readonly tables: DigestStatements;
 
+  /** Runs whose fold failed, and when to try them again, so one bad run never holds up the others. */
+  private readonly failing = new Map<number, number>();
+
   constructor(private readonly db: Database.Database) {
     this.tables = prepareStatements(db);
   }
@@ -314,9 +319,19 @@ export class SqliteDigests {
    * run is sealed again (late events, or a seal that failed in its transition), so its
    * anomalies stand as of its latest events.
    */
-  foldDirty(maxRuns: number, maxEventsPerRun: number): number {
+  foldDirty(maxRuns: number, maxEventsPerRun: number, onError: (error: Error) => void): number {
     let total = 0;
-    for (const rid of this.tables.dirtyRuns.all(maxRuns) as number[]) total += this.catchUp(rid, maxEventsPerRun);
+    const now = Date.now();
+    for (const rid of this.tables.dirtyRuns.all(maxRuns + this.failing.size) as number[]) {
+      if ((this.failing.get(rid) ?? 0) > now) continue;
+      try {
+        total += this.catchUp(rid, maxEventsPerRun);
+        this.failing.delete(rid);
+      } catch (error) {
+        this.failing.set(rid, now + FAILED_RUN_RETRY_MS);
+        onError(error as Error);
+      }
+    }
     return total;
   }
 

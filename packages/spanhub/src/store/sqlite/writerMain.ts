@@ -41,7 +41,7 @@ function scheduleFold(delayMs = FOLD_DELAY_MS): void {
 function foldSlice(): void {
   foldTimer = undefined;
   try {
-    const folded = digests.foldDirty(FOLD_RUNS_PER_SLICE, FOLD_EVENTS_PER_RUN);
+    const folded = digests.foldDirty(FOLD_RUNS_PER_SLICE, FOLD_EVENTS_PER_RUN, reportFoldError);
     const recomputed = digests.recomputeOld(RECOMPUTE_RUNS_PER_SLICE);
     scheduleFold(folded > 0 || recomputed > 0 ? 0 : FOLD_IDLE_MS);
   } catch (error) {
