@@ -4,6 +4,8 @@ import { formatCount, formatDuration } from "../format.js";
 const WIDTH = 320;
 const HEIGHT = 120;
 const AXIS = 18;
+/** Room a quantile label needs beside its line, in chart units. */
+const LABEL_ROOM = 70;
 
 /**
  * The latency histogram as SVG bars, one per bucket (`counts[i]` holds spans up to
@@ -51,14 +53,25 @@ export function LatencyChart({ latency }: { latency: Digest["latency"] }) {
       <text class="tick" x={WIDTH - 2} y={HEIGHT - 4} text-anchor="end">
         {label(buckets - 1)}
       </text>
-      <Mark name="p50" value={latency.p50Ms} bounds={latency.boundsMs} barWidth={barWidth} plot={plot} />
-      <Mark name="p95" value={latency.p95Ms} bounds={latency.boundsMs} barWidth={barWidth} plot={plot} />
+      <Mark name="p50" value={latency.p50Ms} bounds={latency.boundsMs} barWidth={barWidth} plot={plot} row={0} />
+      <Mark name="p95" value={latency.p95Ms} bounds={latency.boundsMs} barWidth={barWidth} plot={plot} row={1} />
     </svg>
   );
 }
 
-function Mark(props: { name: string; value: number | null; bounds: number[]; barWidth: number; plot: number }) {
-  const { name, value, bounds, barWidth, plot } = props;
+/**
+ * A quantile's line and label. The lower quantile's label sits left of its line and the higher's
+ * right of it (each on its own row), so close quantiles never cross; near an edge a label turns inward.
+ */
+function Mark(props: {
+  name: string;
+  value: number | null;
+  bounds: number[];
+  barWidth: number;
+  plot: number;
+  row: number;
+}) {
+  const { name, value, bounds, barWidth, plot, row } = props;
   if (value === null) return null;
   const bucket = bounds.findIndex((bound) => value <= bound);
   const index = bucket === -1 ? bounds.length : bucket;
@@ -66,10 +79,11 @@ function Mark(props: { name: string; value: number | null; bounds: number[]; bar
   const high = bounds[index] ?? low;
   const within = high > low ? (value - low) / (high - low) : 0.5;
   const x = (index + within) * barWidth;
+  const leftward = row === 0 ? x >= LABEL_ROOM : x > WIDTH - LABEL_ROOM;
   return (
     <g class={`mark ${name}`} data-testid={`mark-${name}`} data-value={value}>
       <line x1={x} x2={x} y1={0} y2={plot} />
-      <text x={x + 3} y={10}>
+      <text x={leftward ? x - 3 : x + 3} y={10 + row * 12} text-anchor={leftward ? "end" : "start"}>
         {`${name} ${formatDuration(value)}`}
       </text>
     </g>
