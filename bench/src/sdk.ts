@@ -50,6 +50,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS) > 0 ? Number(process.env.BENCH
 const PARTS = new Set((process.env.BENCH_SDK_PARTS ?? "cost,agent,eld").split(",").map((part) => part.trim()));
 const ELD_SPANS_PER_SECOND = 10_000;
 const ELD_PAIRS = positiveInt("BENCH_SDK_ELD_PAIRS", 3);
+/** How often the event-loop app issues its due requests: 10 ms gives bursts of 10 requests, 1 ms one at a time. */
+const ELD_TICK_MS = positiveInt("BENCH_SDK_ELD_TICK_MS", 10);
 /** Requests per awaited flush in the closed loop (~2 MiB of frames: well inside the 8 MiB queue). */
 const CLOSED_BURST = 500;
 const ELD_RESOLUTION_MS = 1;
@@ -258,7 +260,7 @@ export async function run(): Promise<BenchResult> {
       ]);
     }
     notes.push(
-      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a 10 ms interval for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer. ${ELD_PAIRS} runs of each, the three taking turns; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
+      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a ${ELD_TICK_MS} ms interval (BENCH_SDK_ELD_TICK_MS) for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer. ${ELD_PAIRS} runs of each, the three taking turns; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
     );
   }
   if (goal) notes.push(goal);
@@ -637,7 +639,7 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
       await new Promise((turn) => setImmediate(turn));
     }
   } else {
-    // Event-loop delay at a fixed rate, from a 10 ms interval; 1 s warm-up, then measured.
+    // Event-loop delay at a fixed rate, from an interval of ELD_TICK_MS; 1 s warm-up, then measured.
     const perMs = ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST / 1000;
     const histogram = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
     let cpuStart = process.cpuUsage();
@@ -659,7 +661,7 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
           clearInterval(timer);
           finished();
         }
-      }, 10);
+      }, ELD_TICK_MS);
     });
     histogram.disable();
     const cpu = process.cpuUsage(cpuStart);
