@@ -13,30 +13,20 @@ const BATCH_RETENTION_MS = 24 * 3600 * 1000;
  * batch ids older than a day.
  */
 export class AbandonSweeper extends Sweeper {
-  constructor(
-    store: Store,
-    writer: EventWriter,
-    logger: Logger,
-    private readonly abandonAfterMs: number,
-  ) {
-    super(store, writer, logger, abandonAfterMs);
+  constructor(store: Store, writer: EventWriter, logger: Logger, abandonAfterMs: number) {
+    super(store, writer, logger, abandonAfterMs, "abandon sweep");
   }
 
-  async sweep(): Promise<number> {
-    try {
-      const now = nowMicros();
-      const idle = await this.store.findIdleRuns(now - this.abandonAfterMs * 1000, 500);
-      for (const runId of idle) {
-        await this.writer.submit({
-          events: [{ kind: "run_end", runId, time: now, status: "crashed", reason: "abandoned" }],
-        });
-      }
-      if (idle.length > 0) this.logger.info({ runs: idle.length }, "marked quiet runs crashed (abandoned)");
-      await this.store.pruneBatches(now - BATCH_RETENTION_MS * 1000);
-      return idle.length;
-    } catch (error) {
-      this.logger.error({ err: error }, "abandon sweep failed; will try again");
-      return 0;
+  protected async sweepOnce(): Promise<number> {
+    const now = nowMicros();
+    const idle = await this.store.findIdleRuns(now - this.quietMs * 1000, 500);
+    for (const runId of idle) {
+      await this.writer.submit({
+        events: [{ kind: "run_end", runId, time: now, status: "crashed", reason: "abandoned" }],
+      });
     }
+    if (idle.length > 0) this.logger.info({ runs: idle.length }, "marked quiet runs crashed (abandoned)");
+    await this.store.pruneBatches(now - BATCH_RETENTION_MS * 1000);
+    return idle.length;
   }
 }

@@ -4,7 +4,8 @@ import type { EventWriter } from "./eventWriter.js";
 
 /**
  * A sweep run every quarter of `quietMs` (within 50 ms and a minute), unref'd and never
- * two at once; `stop` waits for a sweep in progress.
+ * two at once; `stop` waits for a sweep in progress. A failed sweep is logged and tried
+ * again at the next tick.
  */
 export abstract class Sweeper {
   private timer: NodeJS.Timeout | undefined;
@@ -14,11 +15,23 @@ export abstract class Sweeper {
     protected readonly store: Store,
     protected readonly writer: EventWriter,
     protected readonly logger: Logger,
-    private readonly quietMs: number,
+    /** How long a run must have been quiet before this sweeper ends it. */
+    protected readonly quietMs: number,
+    /** What the log calls this sweep when it fails. */
+    private readonly what: string,
   ) {}
 
   /** One sweep; returns how many runs it ended. Never throws. */
-  abstract sweep(): Promise<number>;
+  async sweep(): Promise<number> {
+    try {
+      return await this.sweepOnce();
+    } catch (error) {
+      this.logger.error({ err: error }, `${this.what} failed; will try again`);
+      return 0;
+    }
+  }
+
+  protected abstract sweepOnce(): Promise<number>;
 
   start(): void {
     this.timer = setInterval(

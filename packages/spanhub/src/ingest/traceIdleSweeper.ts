@@ -14,41 +14,31 @@ export const TRACE_IDLE_REASON = "trace_idle";
  * root span did: its end time, status and error. Spans arriving later are kept as late.
  */
 export class TraceIdleSweeper extends Sweeper {
-  constructor(
-    store: Store,
-    writer: EventWriter,
-    logger: Logger,
-    private readonly idleMs: number,
-  ) {
-    super(store, writer, logger, idleMs);
+  constructor(store: Store, writer: EventWriter, logger: Logger, idleMs: number) {
+    super(store, writer, logger, idleMs, "trace idle sweep");
   }
 
-  async sweep(): Promise<number> {
-    try {
-      const now = nowMicros();
-      const quiet = await this.store.findIdleRunsEndingOnIdle(now - this.idleMs * 1000, 500);
-      const events: RunEndEvent[] = [];
-      for (const runId of quiet) {
-        // The trace's root: the earliest top-level span (spans come in start order).
-        const root = (await this.store.listSpans(runId)).find((span) => span.parentId === null);
-        const ended = root && root.status !== "running";
-        events.push({
-          kind: "run_end",
-          runId,
-          time: root?.endTime ?? now,
-          reason: TRACE_IDLE_REASON,
-          ...(ended ? { status: root.status as RunEndEvent["status"] } : {}),
-          ...(root?.error ? { error: root.error } : {}),
-        });
-      }
-      if (events.length > 0) {
-        await this.writer.submit({ events });
-        this.logger.debug({ runs: events.length }, "ended quiet traces");
-      }
-      return events.length;
-    } catch (error) {
-      this.logger.error({ err: error }, "trace idle sweep failed; will try again");
-      return 0;
+  protected async sweepOnce(): Promise<number> {
+    const now = nowMicros();
+    const quiet = await this.store.findIdleRunsEndingOnIdle(now - this.quietMs * 1000, 500);
+    const events: RunEndEvent[] = [];
+    for (const runId of quiet) {
+      // The trace's root: the earliest top-level span (spans come in start order).
+      const root = (await this.store.listSpans(runId)).find((span) => span.parentId === null);
+      const ended = root && root.status !== "running";
+      events.push({
+        kind: "run_end",
+        runId,
+        time: root?.endTime ?? now,
+        reason: TRACE_IDLE_REASON,
+        ...(ended ? { status: root.status as RunEndEvent["status"] } : {}),
+        ...(root?.error ? { error: root.error } : {}),
+      });
     }
+    if (events.length > 0) {
+      await this.writer.submit({ events });
+      this.logger.debug({ runs: events.length }, "ended quiet traces");
+    }
+    return events.length;
   }
 }
