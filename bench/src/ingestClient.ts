@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { encodeFrame, FrameReader } from "spanhub";
-import { frameOf, ScoutLoad, SPANS_PER_REQUEST } from "./scoutLoad.js";
+import { ScoutLoad, SPANS_PER_REQUEST } from "./scoutLoad.js";
 
 /**
  * One ingest client, forked by `ingest.ts`: its own connection to the agent's Unix
@@ -71,7 +71,7 @@ function pump(): void {
   socket.cork();
   while (sentAt.length < window) {
     sentAt.push(performance.now());
-    socket.write(frameOf(load.batchText()));
+    socket.write(load.nextFrame());
   }
   socket.uncork();
 }

@@ -109,10 +109,35 @@ export interface RequestIds {
   spanIds: string[];
 }
 
-function newIds(): RequestIds {
+/** Fresh random ids; with `counterDigits`, each ends in that many zeros for a frame counter to replace. */
+function newIds(counterDigits = 0): RequestIds {
+  const id = () => `${randomUUID().slice(0, 36 - counterDigits)}${"0".repeat(counterDigits)}`;
   const spanIds: string[] = [];
-  for (let index = 0; index < SPANS_PER_REQUEST; index++) spanIds.push(`span-${randomUUID()}`);
-  return { requestId: `req-${randomUUID()}`, spanIds };
+  for (let index = 0; index < SPANS_PER_REQUEST; index++) spanIds.push(`span-${id()}`);
+  return { requestId: `req-${id()}`, spanIds };
+}
+
+/** The last UUID group (12 hex digits) of every id in a templated frame is the frame's counter. */
+const COUNTER_HEX = "000000000000";
+const TEMPLATE_FRAMES = 64;
+
+class FrameTemplate {
+  used = 0;
+  private readonly counter = Buffer.alloc(COUNTER_HEX.length);
+
+  constructor(
+    private readonly frame: Buffer,
+    private readonly counterAt: number[],
+  ) {}
+
+  next(): Buffer {
+    this.used += 1;
+    this.counter.write(this.used.toString(16).padStart(COUNTER_HEX.length, "0"), "latin1");
+    const frame = Buffer.allocUnsafe(this.frame.length);
+    this.frame.copy(frame);
+    for (const at of this.counterAt) this.counter.copy(frame, at);
+    return frame;
+  }
 }
 
 /**
@@ -126,9 +151,33 @@ export class ScoutLoad {
 
   constructor(private readonly shape: FrameShape = "scout") {}
 
+  /** Frames built from the current template; a new one (fresh times and ids) after TEMPLATE_FRAMES. */
+  private template: FrameTemplate | undefined;
+
+  /**
+   * The next request as a whole frame. The load generator shares the machine with the
+   * agent, so it stays cheap: a frame is a copy of a template with a counter patched into
+   * every id (unique ids, the same bytes as `batchText`), and the template, with its
+   * timestamps, is rebuilt every TEMPLATE_FRAMES frames.
+   */
+  nextFrame(): Buffer {
+    if (!this.template || this.template.used === TEMPLATE_FRAMES) this.template = this.newTemplate();
+    return this.template.next();
+  }
+
+  private newTemplate(): FrameTemplate {
+    const ids = newIds(COUNTER_HEX.length);
+    const frame = frameOf(this.batchText(ids));
+    const counterAt: number[] = [];
+    for (const id of [ids.requestId, ...ids.spanIds]) {
+      for (let at = frame.indexOf(id); at !== -1; at = frame.indexOf(id, at + id.length))
+        counterAt.push(at + id.length - COUNTER_HEX.length);
+    }
+    return new FrameTemplate(frame, counterAt);
+  }
+
   /** One request as the text of a BatchCommand frame body; it ended just now. */
-  batchText(): string {
-    const { requestId, spanIds } = newIds();
+  batchText({ requestId, spanIds }: RequestIds = newIds()): string {
     const t0 = Math.round((performance.timeOrigin + performance.now()) * 1000) - REQUEST_MICROS;
     const at = (offset: number) => this.clock.format(t0 + offset);
     const rid = `"request_id":"${requestId}"`;
