@@ -2,8 +2,11 @@ import type { RunEvent, RunStartEvent, RunTagEvent, SpanEvent, SpanStartEvent, S
 
 type Mergeable = RunStartEvent | RunTagEvent | SpanStartEvent | SpanEvent | SpanTagEvent;
 
-/** The key of a run's own open event; span keys are prefixed, so any span id (even "") differs. */
-const RUN_KEY = "r";
+/** The events of one run still open to merging: its own run event and each span's, by index in `out`. */
+interface OpenOfRun {
+  run: number | undefined;
+  spans: Map<string, number>;
+}
 
 /**
  * Folds what one message says about the same span (start, tags, logs, end) or run
@@ -13,32 +16,34 @@ const RUN_KEY = "r";
  */
 export class Coalescer {
   private readonly out: RunEvent[] = [];
-  /** Per run: the index in `out` of its open run event and of each open span. */
-  private readonly openByRun = new Map<string, Map<string, number>>();
+  private readonly openByRun = new Map<string, OpenOfRun>();
+  /** The run looked up last: a batch is usually one request, so this saves a map lookup a command. */
+  private lastRunId: string | undefined;
+  private lastRun: OpenOfRun | undefined;
 
   events(): RunEvent[] {
     return this.out;
   }
 
-  /** One tag of a run (no span id) or span: the ingest hot path, with no object built when it merges. */
-  tag(runId: string, spanId: string | undefined, key: string, value: unknown, time: number): void {
-    const target = this.openTarget(runId, spanId === undefined ? RUN_KEY : `s${spanId}`);
-    if (target && target.kind !== "span_tag" && target.kind !== "run_tag") {
-      if (target.tags) target.tags[key] = value;
-      else target.tags = { [key]: value };
-      return;
-    }
-    this.add(
-      spanId === undefined
-        ? { kind: "run_tag", runId, time, tags: { [key]: value } }
-        : { kind: "span_tag", runId, spanId, time, tags: { [key]: value } },
-    );
+  /**
+   * The ingest hot path: merges one tag of a run (no span id) or span into the event open for
+   * it, with no object built. False when none is open; the caller then adds a tag event.
+   */
+  mergeTag(runId: string, spanId: string | undefined, key: string, value: unknown): boolean {
+    const open = this.lastRunId === runId ? this.lastRun : this.openByRun.get(runId);
+    const at = open === undefined ? undefined : spanId === undefined ? open.run : open.spans.get(spanId);
+    if (at === undefined) return false;
+    const target = this.out[at] as Mergeable;
+    if (target.kind === "span_tag" || target.kind === "run_tag") return false;
+    if (target.tags) target.tags[key] = value;
+    else target.tags = { [key]: value };
+    return true;
   }
 
   add(event: RunEvent): void {
     const open = this.openOf(event.runId);
-    const key = "spanId" in event ? `s${event.spanId}` : RUN_KEY;
-    const at = open.get(key);
+    const spanId = "spanId" in event ? event.spanId : undefined;
+    const at = spanId === undefined ? open.run : open.spans.get(spanId);
     const target = at === undefined ? undefined : (this.out[at] as Mergeable);
     switch (event.kind) {
       case "run_start":
@@ -72,17 +77,19 @@ export class Coalescer {
         if (target?.kind === "span_start") {
           // The start becomes the whole span, in place: its time moves to startTime, the end's fields win.
           const span = target as unknown as SpanEvent;
-          const { kind: _end, runId: _run, spanId: _span, ...end } = event;
           span.startTime = target.time;
-          Object.assign(span, end);
+          span.time = event.time;
+          if (event.status !== undefined) span.status = event.status;
+          if (event.error !== undefined) span.error = event.error;
+          if (event.unknownStatus !== undefined) span.unknownStatus = event.unknownStatus;
           span.kind = "span";
           return;
         }
-        open.delete(key);
+        open.spans.delete(event.spanId);
         this.out.push(event);
         return;
       case "run_end":
-        open.delete(key);
+        open.run = undefined;
         this.out.push(event);
         return;
     }
@@ -90,22 +97,21 @@ export class Coalescer {
       this.out.push(event);
       return;
     }
-    open.set(key, this.out.length);
+    if (spanId === undefined) open.run = this.out.length;
+    else open.spans.set(spanId, this.out.length);
     this.out.push(copyForMerging(event));
   }
 
-  private openOf(runId: string): Map<string, number> {
+  private openOf(runId: string): OpenOfRun {
+    if (this.lastRunId === runId && this.lastRun) return this.lastRun;
     let open = this.openByRun.get(runId);
     if (!open) {
-      open = new Map();
+      open = { run: undefined, spans: new Map() };
       this.openByRun.set(runId, open);
     }
+    this.lastRunId = runId;
+    this.lastRun = open;
     return open;
-  }
-
-  private openTarget(runId: string, key: string): Mergeable | undefined {
-    const at = this.openByRun.get(runId)?.get(key);
-    return at === undefined ? undefined : (this.out[at] as Mergeable);
   }
 }
 

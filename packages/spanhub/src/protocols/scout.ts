@@ -3,6 +3,8 @@ import {
   type AppEvent,
   type RunEvent,
   runEndStatus,
+  type SpanEndEvent,
+  type SpanStartEvent,
   type Submission,
   spanEndStatus,
   type Tags,
@@ -137,18 +139,7 @@ function decodeCommand(
               ...(submission.appEvents ?? []),
               applicationEvent(memberBody, connection, receivedAt),
             ];
-          } else if (name === "TagSpan" || (name === "TagRequest" && memberBody.tag !== "spanhub.name")) {
-            const spanId = name === "TagSpan" ? stringField(memberBody, "span_id") : undefined;
-            const runId = runIdOf(memberBody, batchRunId);
-            const time = timestamp(memberBody, receivedAt);
-            // spanhub's extension: TagSpan may carry several tags at once in `tags`.
-            const tags = spanId === undefined ? undefined : optionalTags(memberBody);
-            if (tags === undefined || memberBody.tag !== undefined) {
-              const tag = stringField(memberBody, "tag");
-              coalescer.tag(runId, spanId, tag, memberBody.value ?? null, time);
-            }
-            if (tags !== undefined) for (const key in tags) coalescer.tag(runId, spanId, key, tags[key] ?? null, time);
-          } else
+          } else if (!mergedTag(coalescer, name, memberBody, batchRunId))
             for (const event of requestEvents(name, memberBody, connection, receivedAt, batchRunId))
               coalescer.add(event);
         } catch (error) {
@@ -222,6 +213,30 @@ function requestEvents(
   return [event, spanEnd(body, event.runId, event.spanId, timestamp(body, receivedAt, "stop_timestamp"))];
 }
 
+/**
+ * The hot path of Scout's agents, one `TagSpan` or `TagRequest` a tag: merged into the span's
+ * or request's open event with no event built and no timestamp read (a merged tag's time is
+ * its event's). False when it needs an event of its own.
+ */
+function mergedTag(
+  coalescer: Coalescer,
+  command: string,
+  body: Record<string, unknown>,
+  batchRunId: string | undefined,
+): boolean {
+  if (command === "TagSpan") {
+    if (body.tags !== undefined) return false;
+    return coalescer.mergeTag(
+      runIdOf(body, batchRunId),
+      stringField(body, "span_id"),
+      stringField(body, "tag"),
+      body.value ?? null,
+    );
+  }
+  if (command !== "TagRequest" || body.tag === "spanhub.name") return false;
+  return coalescer.mergeTag(runIdOf(body, batchRunId), undefined, stringField(body, "tag"), body.value ?? null);
+}
+
 /** A member's `request_id`, or its batch's (compact_batch) when it names none. */
 function runIdOf(body: Record<string, unknown>, batchRunId: string | undefined): string {
   return body.request_id === undefined && batchRunId !== undefined ? batchRunId : stringField(body, "request_id");
@@ -270,19 +285,24 @@ function requestCommand(
       const parent = body.parent_id;
       if (parent !== undefined && parent !== null && typeof parent !== "string")
         throw new DecodeError('"parent_id" must be a string or null');
-      // tags, kind, rpc_service and rpc_method are spanhub's extensions.
-      return dropUndefined({
+      // tags, kind, rpc_service and rpc_method are spanhub's extensions; absent fields are left out, not undefined.
+      const start: SpanStartEvent = {
         kind: "span_start",
         runId,
         spanId: stringField(body, "span_id"),
         parentId: parent || null,
         name: stringField(body, "operation"),
         time,
-        spanKind: optionalString(body, "kind"),
-        tags: optionalTags(body),
-        rpcService: optionalString(body, "rpc_service"),
-        rpcMethod: optionalString(body, "rpc_method"),
-      });
+      };
+      const spanKind = optionalString(body, "kind");
+      if (spanKind !== undefined) start.spanKind = spanKind;
+      const tags = optionalTags(body);
+      if (tags !== undefined) start.tags = tags;
+      const rpcService = optionalString(body, "rpc_service");
+      if (rpcService !== undefined) start.rpcService = rpcService;
+      const rpcMethod = optionalString(body, "rpc_method");
+      if (rpcMethod !== undefined) start.rpcMethod = rpcMethod;
+      return start;
     }
     case "TagSpan": {
       const spanId = stringField(body, "span_id");
@@ -306,14 +326,11 @@ function requestCommand(
 
 /** A span's end from `StopSpan` (or a `StartSpan` with `stop_timestamp`); status and error are spanhub's extensions. */
 function spanEnd(body: Record<string, unknown>, runId: string, spanId: string, time: Micros): RunEvent {
-  return dropUndefined({
-    kind: "span_end",
-    runId,
-    spanId,
-    time,
-    ...spanEndStatus(body.status),
-    error: toSpanError(body.error),
-  });
+  const end: SpanEndEvent = { kind: "span_end", runId, spanId, time };
+  if (body.status !== undefined) Object.assign(end, spanEndStatus(body.status));
+  const error = toSpanError(body.error);
+  if (error !== undefined) end.error = error;
+  return end;
 }
 
 function applicationEvent(body: Record<string, unknown>, connection: ScoutConnection, receivedAt: Micros): AppEvent {
@@ -343,8 +360,13 @@ function appOf(connection: ScoutConnection): { app?: string } {
 
 function commandName(message: unknown): string | undefined {
   if (!isObject(message)) return undefined;
-  const keys = Object.keys(message);
-  return keys.length === 1 ? keys[0] : undefined;
+  let name: string | undefined;
+  // No Object.keys array per command: this runs for every member of every batch.
+  for (const key in message) {
+    if (name !== undefined) return undefined;
+    name = key;
+  }
+  return name;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
