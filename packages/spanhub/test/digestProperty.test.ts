@@ -173,13 +173,13 @@ function applyStep(engine: Engine, runId: string, step: Step): void {
       });
       return;
     case "corrupt":
-      // A log row whose body cannot be read: it is counted as malformed, never fatal.
+      // A log chunk whose body cannot be read: its event is counted as malformed, never fatal.
       if (rid !== undefined)
         engine.db.transaction(() => {
           const seq = (engine.db.prepare("SELECT last_seq FROM runs WHERE rid = ?").pluck().get(rid) as number) + 1;
           engine.db
-            .prepare("INSERT INTO events (rid, seq, ts_us, kind, late, body) VALUES (?, ?, 0, 'span_end', 0, '{no')")
-            .run(rid, seq);
+            .prepare("INSERT INTO log (rid, seq, last_seq, ts_us, body) VALUES (?, ?, ?, 0, '[{no')")
+            .run(rid, seq, seq);
           engine.db.prepare("UPDATE runs SET last_seq = ? WHERE rid = ?").run(seq, rid);
         })();
       return;
@@ -192,20 +192,24 @@ function storedDigest(engine: Engine, rid: number): DigestState {
 
 /** The full recompute, in memory, from the log as stored. */
 function recompute(engine: Engine, rid: number, sealedAs: DigestState): DigestState {
-  const rows = engine.db.prepare("SELECT seq, late, kind, body FROM events WHERE rid = ? ORDER BY seq").all(rid) as {
+  const chunks = engine.db.prepare("SELECT seq, last_seq, body FROM log WHERE rid = ? ORDER BY seq").all(rid) as {
     seq: number;
-    late: number;
-    kind: string;
+    last_seq: number;
     body: string;
   }[];
-  const entries: FoldEntry[] = rows.map((row) => {
-    let event: RunEvent | null;
+  const entries: FoldEntry[] = chunks.flatMap((chunk) => {
+    let stored: { late?: boolean; runId?: string }[] | undefined;
     try {
-      event = { ...JSON.parse(row.body), kind: row.kind, runId: "" };
+      stored = JSON.parse(chunk.body);
     } catch {
-      event = null;
+      stored = undefined;
     }
-    return { seq: row.seq, late: row.late === 1, event };
+    return Array.from({ length: chunk.last_seq - chunk.seq + 1 }, (_, index) => {
+      const entry = stored?.[index];
+      if (!entry) return { seq: chunk.seq + index, late: false, event: null };
+      const { late, ...event } = entry;
+      return { seq: chunk.seq + index, late: late === true, event: { ...event, runId: "" } as RunEvent };
+    });
   });
   const digest = emptyDigest();
   const seal =

@@ -3,10 +3,23 @@ import { existsSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import Database from "better-sqlite3";
+import type { RunEvent } from "../src/model/event.js";
 import { createStore } from "../src/store/createStore.js";
 import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
 import type { Store, StoreConfig } from "../src/store/store.js";
-import { makeTempDir, removeDir, runEnd, runStart, runTag, span, spanLog, spanStart, T0 } from "./helpers.js";
+import {
+  makeTempDir,
+  removeDir,
+  runEnd,
+  runStart,
+  runTag,
+  span,
+  spanEnd,
+  spanLog,
+  spanStart,
+  spanTag,
+  T0,
+} from "./helpers.js";
 import { runStoreConformance } from "./storeConformance.js";
 
 /** How many of this process's file descriptors are open on `file` (Linux); undefined elsewhere. */
@@ -159,6 +172,44 @@ describe("SQLite store", () => {
       assert.equal(check.prepare("SELECT count(*) FROM runs").pluck().get(), 1);
     } finally {
       check.close();
+    }
+  });
+
+  it("writes a span's tags once, in the log, and the log as one row per run and commit of at most 64 events", async () => {
+    const dataDir = newDataDir();
+    await withStore({ dataDir }, async (store) => {
+      const request: RunEvent[] = [runStart("req", T0)];
+      for (let index = 0; index < 10; index++)
+        request.push(span("req", `s${index}`, null, T0, T0 + 1, { tags: { statement: `SELECT ${index}` } }));
+      await store.append([{ events: [...request, runEnd("req", T0 + 2)] }]);
+      const long: RunEvent[] = [runStart("long", T0)];
+      for (let index = 0; index < 100; index++)
+        long.push(spanStart("long", `s${index}`, null, T0, { tags: { index } }));
+      await store.append([{ events: long }]);
+      await store.append([{ events: [spanTag("long", "s0", T0 + 1, { more: true }), spanEnd("long", "s1", T0 + 1)] }]);
+      assert.deepEqual((await store.getSpan("long", "s0"))?.tags, { index: 0, more: true });
+    });
+    const db = new Database(join(dataDir, "spanhub.db"), { readonly: true });
+    try {
+      const chunks = (runId: string) =>
+        db
+          .prepare("SELECT seq, last_seq FROM log WHERE rid = (SELECT rid FROM runs WHERE id = ?) ORDER BY seq")
+          .raw()
+          .all(runId);
+      assert.deepEqual(chunks("req"), [[1, 12]]);
+      assert.deepEqual(chunks("long"), [
+        [1, 64],
+        [65, 101],
+        [102, 103],
+      ]);
+      const copies = db
+        .prepare(`SELECT span_id, tags IS NOT NULL FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?)
+          AND (tags IS NOT NULL OR tags_seq IS NULL) ORDER BY span_id`)
+        .raw();
+      assert.deepEqual(copies.all("req"), [], "every span of a whole request points at its event");
+      assert.deepEqual(copies.all("long"), [["s0", 1]], "only the span tagged later keeps its merged tags");
+    } finally {
+      db.close();
     }
   });
 

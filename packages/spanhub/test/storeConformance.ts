@@ -115,6 +115,26 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         assert.equal((await getRun("b")).lastSeq, 3);
       });
 
+      it("pages through a long append's events from any seq", async () => {
+        const events: RunEvent[] = [runStart("long", T0)];
+        for (let index = 1; index < 150; index++)
+          events.push(span("long", `s${index}`, null, T0 + index, T0 + index + 1, { tags: { index } }));
+        await submit(events);
+        const all = await store.listEvents("long", 0, 1000);
+        assert.deepEqual(
+          all.map((event) => event.seq),
+          Array.from({ length: 150 }, (_, index) => index + 1),
+        );
+        assert.deepEqual(all[149]?.body.tags, { index: 149 });
+        const page = await store.listEvents("long", 70, 10);
+        assert.deepEqual(
+          page.map((event) => [event.seq, event.body.spanId]),
+          Array.from({ length: 10 }, (_, index) => [71 + index, `s${70 + index}`]),
+        );
+        assert.deepEqual(await store.listEvents("long", 150, 10), []);
+        assert.deepEqual((await spanById("long", "s128")).tags, { index: 128 });
+      });
+
       it("stores each event's fields in its body, and the server time of the append", async () => {
         const before = nowMicros();
         await submit([spanStart("a", "s", "p", T0 + 7, { name: "step", tags: { k: "v" } })]);
@@ -283,6 +303,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
           lastSeq: 3,
           lateCount: 0,
           nameRank: 3,
+          endOnIdle: false,
           // Sealed by the run end itself: a 1 µs span reads as the first latency bound.
           digest: { outcome: { status: "ok", reason: null }, failedSpans: 0, p95Us: 10 },
         });
@@ -568,6 +589,31 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         await submit([spanStart("r", "s", null, T0, { tags: { db: { table: "users", rows: 1 }, keep: true } })]);
         await submit([spanTag("r", "s", T0 + 1, { db: { rows: 2 } }), spanTag("r", "s", T0 + 2, { keep: "still" })]);
         assert.deepEqual((await spanById("r", "s")).tags, { db: { rows: 2 }, keep: "still" });
+      });
+
+      it("keeps a span's tags through later appends that end it or log to it, and merges the ones that tag it", async () => {
+        await submit([span("r", "whole", null, T0, T0 + 1, { tags: { db: { rows: 3 } } })]);
+        await submit([spanStart("r", "s", null, T0, { tags: { a: 1, nested: { b: [2] } } })]);
+        await submit([spanEnd("r", "s", T0 + 2)]);
+        await submit([spanLog("r", "s", T0 + 3, "later")]);
+        assert.deepEqual((await spanById("r", "s")).tags, { a: 1, nested: { b: [2] } });
+        assert.deepEqual((await store.getSpan("r", "s"))?.tags, { a: 1, nested: { b: [2] } });
+        await submit([spanTag("r", "s", T0 + 4, { c: 3 })]);
+        await submit([spanEnd("r", "s", T0 + 5, { status: "failed" })]);
+        assert.deepEqual((await spanById("r", "s")).tags, { a: 1, nested: { b: [2] }, c: 3 });
+        assert.deepEqual((await spanById("r", "whole")).tags, { db: { rows: 3 } });
+      });
+
+      it("applies several submissions of one commit to the same span in order", async () => {
+        await store.append([
+          { events: [spanStart("r", "s", null, T0, { tags: { a: 1 } })] },
+          { events: [spanTag("r", "s", T0 + 1, { b: 2 })] },
+          { events: [spanEnd("r", "s", T0 + 2), spanTag("r", "s", T0 + 3, { a: "last" })] },
+        ]);
+        const stored = await spanById("r", "s");
+        assert.deepEqual(stored.tags, { a: "last", b: 2 });
+        assert.equal(stored.status, "ok");
+        assert.equal((await getRun("r")).spanCount, 1);
       });
 
       it("appends logs with their times, across appends and coalesced spans", async () => {

@@ -29,6 +29,7 @@ export function newRun(id: string, app: string | undefined, firstEventTime: Micr
     lastEventAt: now,
     lateCount: 0,
     nameRank: 0,
+    endOnIdle: false,
   };
 }
 
@@ -55,6 +56,7 @@ export function applyRunEvent(run: RunRecord, event: RunEvent, late: boolean): b
       if (event.pid !== undefined) run.pid = event.pid;
       if (event.parentRunId !== undefined) run.parentRunId = event.parentRunId;
       if (event.parentSpanId !== undefined) run.parentSpanId = event.parentSpanId;
+      if (event.endOnIdle) run.endOnIdle = true;
       return true;
     case "run_tag":
       if (event.name !== undefined) setName(run, event.name, 3);

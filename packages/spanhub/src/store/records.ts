@@ -28,6 +28,8 @@ export interface RunRecord {
   lateCount: number;
   /** 0 none, 1 first top-level span, 2 first `Controller/` or `Job/` span, 3 explicit. */
   nameRank: number;
+  /** Its `run_start` asked for it to end once quiet (an OpenTelemetry trace). */
+  endOnIdle: boolean;
   /** From the run's digest, once one was folded (the runs list reads no span rows). */
   digest?: RunDigestSummary;
 }

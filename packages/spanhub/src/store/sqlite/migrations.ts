@@ -135,6 +135,57 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX runs_unfolded ON runs (rid) WHERE folded_seq < last_seq;
     `,
   },
+  {
+    version: 4,
+    name: "the log in chunks of consecutive events; a span's tags kept once, in the log",
+    // One row per run and commit instead of one per event, and span rows that point at the event
+    // holding their tags instead of a copy: an ingested span costs one row's bytes, not two.
+    // A body the old log cannot parse is kept as an unreadable entry (its fold counts it malformed).
+    sql: `
+      CREATE TABLE log (
+        rid INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        ts_us INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (rid, seq)
+      );
+      INSERT INTO log (rid, seq, last_seq, ts_us, body)
+        SELECT rid, seq, seq, ts_us, json_array(CASE
+          WHEN NOT json_valid(body) THEN json_object('kind', 'unreadable', 'text', body, 'late', json(iif(late, 'true', 'false')))
+          WHEN late THEN json_set(body, '$.kind', kind, '$.late', json('true'))
+          ELSE json_set(body, '$.kind', kind) END)
+        FROM events;
+
+      ALTER TABLE runs ADD COLUMN end_on_idle INTEGER NOT NULL DEFAULT 0;
+      UPDATE runs SET end_on_idle = 1 WHERE rid IN (SELECT rid FROM events
+        WHERE kind = 'run_start' AND json_valid(body) AND json_extract(body, '$.endOnIdle') = 1);
+      DROP TABLE events;
+
+      CREATE TABLE spans_v4 (
+        rid INTEGER NOT NULL,
+        span_id TEXT NOT NULL,
+        parent_id TEXT,
+        name TEXT,
+        kind TEXT,
+        status TEXT NOT NULL,
+        start_us INTEGER,
+        end_us INTEGER,
+        tags TEXT,
+        tags_seq INTEGER,
+        logs TEXT,
+        error TEXT,
+        rpc_service TEXT,
+        rpc_method TEXT,
+        PRIMARY KEY (rid, span_id),
+        CHECK ((tags IS NULL) <> (tags_seq IS NULL))
+      ) WITHOUT ROWID;
+      INSERT INTO spans_v4 SELECT rid, span_id, parent_id, name, kind, status, start_us, end_us, tags, NULL,
+        logs, error, rpc_service, rpc_method FROM spans;
+      DROP TABLE spans;
+      ALTER TABLE spans_v4 RENAME TO spans;
+    `,
+  },
 ];
 
 export function migrate(db: Database.Database): void {

@@ -3,15 +3,27 @@ import type { AppRecord, RunRecord, SpanRecord } from "../records.js";
 
 /** SQLite rows and their mapping to records, shared by the read side and the writer thread. */
 export const RUN_COLUMNS = `rid, id, app, name, name_rank, status, reason, error, start_us, end_us, tags, host, pid,
-  parent_run_id, parent_span_id, span_count, error_count, error_tagged, last_seq, last_event_us, late_count`;
+  parent_run_id, parent_span_id, span_count, error_count, error_tagged, last_seq, last_event_us, late_count,
+  end_on_idle`;
 
 /** Runs with their digest's summary, for the read side; `runs.rid` is the run's key. */
 export const RUN_VIEW_FROM = `SELECT ${RUN_COLUMNS.replace(/\b(rid)\b/, "runs.rid")},
   d.outcome_status, d.outcome_reason, d.failed_spans, d.p95_us
   FROM runs LEFT JOIN digests d ON d.rid = runs.rid`;
 
-export const SPAN_COLUMNS =
-  "span_id, parent_id, name, kind, status, start_us, end_us, tags, logs, error, rpc_service, rpc_method";
+/** The columns a span row is written with, in order. */
+export const SPAN_WRITE_COLUMNS =
+  "span_id, parent_id, name, kind, status, start_us, end_us, tags, tags_seq, logs, error, rpc_service, rpc_method";
+
+/**
+ * A span's tags as JSON text: its own column, or (`tags_seq`) the tags of the log event they
+ * are, read from that event's chunk. SQLite caches the chunk's parse across the rows of a query.
+ */
+export const SPAN_TAGS = `coalesce(spans.tags, (SELECT json_extract(log.body, '$[' || (spans.tags_seq - log.seq) || '].tags')
+  FROM log WHERE log.rid = spans.rid AND log.seq <= spans.tags_seq ORDER BY log.seq DESC LIMIT 1), '{}')`;
+
+export const SPAN_COLUMNS = `span_id, parent_id, name, kind, status, start_us, end_us, ${SPAN_TAGS} AS tags, tags_seq,
+  logs, error, rpc_service, rpc_method`;
 
 export interface RunRow {
   rid: number;
@@ -35,6 +47,7 @@ export interface RunRow {
   last_seq: number;
   last_event_us: number;
   late_count: number;
+  end_on_idle: number;
   outcome_status?: string | null;
   outcome_reason?: string | null;
   failed_spans?: number | null;
@@ -50,6 +63,7 @@ export interface SpanRow {
   start_us: number | null;
   end_us: number | null;
   tags: string;
+  tags_seq: number | null;
   logs: string | null;
   error: string | null;
   rpc_service: string | null;
@@ -89,6 +103,7 @@ export function runRecord(row: RunRow): RunRecord {
     lastEventAt: row.last_event_us,
     lateCount: row.late_count,
     nameRank: row.name_rank,
+    endOnIdle: row.end_on_idle === 1,
     ...(row.failed_spans === undefined || row.failed_spans === null
       ? {}
       : {

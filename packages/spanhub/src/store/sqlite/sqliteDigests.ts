@@ -10,8 +10,9 @@ import {
 import { type FoldEntry, foldAll, foldEntry, sealDigest } from "../../digest/fold.js";
 import { quantileOf } from "../../digest/histogram.js";
 import { MemoryFoldIndex } from "../../digest/memoryIndex.js";
-import { isEndStatus, type RunEvent } from "../../model/event.js";
+import { isEndStatus } from "../../model/event.js";
 import type { Micros } from "../../model/time.js";
+import { LogChunks } from "./logChunks.js";
 
 /** How many log entries one fold step reads at a time. */
 const CHUNK = 2000;
@@ -23,13 +24,6 @@ const CHUNK = 2000;
 const SMALL_RUN_EVENTS = 1000;
 /** A run whose fold failed is tried again after this long. */
 const FAILED_RUN_RETRY_MS = 60_000;
-
-interface EventRow {
-  seq: number;
-  late: number;
-  kind: string;
-  body: string;
-}
 
 interface DigestRow {
   schema_version: number;
@@ -150,7 +144,6 @@ export class SqliteFoldIndex extends MemoryFoldIndex {
 type StatementName =
   | "digestOf"
   | "runState"
-  | "eventsAfter"
   | "spanById"
   | "upsertSpan"
   | "openSpans"
@@ -173,7 +166,6 @@ function prepareStatements(db: Database.Database): Record<StatementName, Databas
   return {
     digestOf: db.prepare("SELECT schema_version, watermark_seq, side_rows, body FROM digests WHERE rid = ?"),
     runState: db.prepare("SELECT status, reason, last_seq FROM runs WHERE rid = ?"),
-    eventsAfter: db.prepare("SELECT seq, late, kind, body FROM events WHERE rid = ? AND seq > ? ORDER BY seq LIMIT ?"),
     spanById: db.prepare("SELECT first_seq, state FROM digest_spans WHERE rid = ? AND span_id = ?"),
     upsertSpan: db.prepare(`INSERT INTO digest_spans (rid, span_id, first_seq, open, state) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (rid, span_id) DO UPDATE SET open = excluded.open, state = excluded.state`),
@@ -213,12 +205,14 @@ function prepareStatements(db: Database.Database): Record<StatementName, Databas
  */
 export class SqliteDigests {
   private readonly tables: DigestStatements;
+  private readonly log: LogChunks;
 
   /** Runs whose fold failed, and when to try them again, so one bad run never holds up the others. */
   private readonly failing = new Map<number, number>();
 
   constructor(private readonly db: Database.Database) {
     this.tables = prepareStatements(db);
+    this.log = new LogChunks(db);
   }
 
   /**
@@ -454,30 +448,6 @@ export class SqliteDigests {
   }
 
   private readLog(rid: number, afterSeq: number, limit: number): FoldEntry[] {
-    return (this.tables.eventsAfter.all(rid, afterSeq, limit) as EventRow[]).map(logEntry);
+    return this.log.after(rid, afterSeq, limit);
   }
-}
-
-const EVENT_KINDS = new Set([
-  "run_start",
-  "run_tag",
-  "run_end",
-  "span_start",
-  "span_tag",
-  "span_log",
-  "span_end",
-  "span",
-]);
-
-/** A stored log row as a fold entry; a body that cannot be read folds as malformed. */
-function logEntry(row: EventRow): FoldEntry {
-  let event: RunEvent | null = null;
-  if (EVENT_KINDS.has(row.kind)) {
-    try {
-      event = { ...JSON.parse(row.body), kind: row.kind, runId: "" } as RunEvent;
-    } catch {
-      event = null;
-    }
-  }
-  return { seq: row.seq, late: row.late === 1, event };
 }

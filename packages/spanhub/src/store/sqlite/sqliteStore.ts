@@ -16,6 +16,7 @@ import type {
   StoredEvent,
 } from "../records.js";
 import type { Store, StoreConfig } from "../store.js";
+import { LogChunks } from "./logChunks.js";
 import { migrate } from "./migrations.js";
 import { openDatabase } from "./openDatabase.js";
 import {
@@ -25,6 +26,7 @@ import {
   type RunRow,
   runRecord,
   SPAN_COLUMNS,
+  SPAN_TAGS,
   type SpanRow,
   spanRecord,
 } from "./rows.js";
@@ -47,6 +49,7 @@ export class SqliteStore implements Store {
   readonly engine = "sqlite";
   private readonly db: Database.Database;
   private readonly statements;
+  private readonly log: LogChunks;
   private readonly queryCache = new Map<string, Database.Statement>();
   private readonly dbPath: string;
   private writer: WriterThread | undefined;
@@ -63,6 +66,7 @@ export class SqliteStore implements Store {
       throw error;
     }
     const db = this.db;
+    this.log = new LogChunks(db);
     this.statements = {
       runById: db.prepare(`${RUN_VIEW_FROM} WHERE id = ?`),
       digestOfRun: db.prepare(`SELECT runs.rid, runs.last_seq, d.schema_version, d.watermark_seq, d.body
@@ -81,17 +85,14 @@ export class SqliteStore implements Store {
         .prepare(`SELECT ${OUTLINE_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?)
           AND span_id IN (SELECT value FROM json_each(?)) ORDER BY start_us, span_id`)
         .raw(),
-      eventsOfRun: db.prepare(`SELECT seq, ts_us, kind, late, body FROM events
-        WHERE rid = (SELECT rid FROM runs WHERE id = ?) AND seq > ? ORDER BY seq LIMIT ?`),
+      ridOf: db.prepare("SELECT rid FROM runs WHERE id = ?").pluck(),
       allApps: db.prepare("SELECT app, metadata, latest, last_seen_us FROM apps ORDER BY app"),
       idleRuns: db
         .prepare("SELECT id FROM runs WHERE status = 'running' AND last_event_us < ? ORDER BY last_event_us LIMIT ?")
         .pluck(),
       // The run_start that asked for it is usually the run's first event, so the EXISTS stops early.
       idleRunsEndingOnIdle: db
-        .prepare(`SELECT id FROM runs r WHERE status = 'running' AND last_event_us < ?
-          AND EXISTS (SELECT 1 FROM events e WHERE e.rid = r.rid AND e.kind = 'run_start'
-                      AND json_extract(e.body, '$.endOnIdle') = 1)
+        .prepare(`SELECT id FROM runs WHERE status = 'running' AND last_event_us < ? AND end_on_idle = 1
           ORDER BY last_event_us LIMIT ?`)
         .pluck(),
       dataVersion: db.prepare("PRAGMA data_version").pluck(),
@@ -181,28 +182,20 @@ export class SqliteStore implements Store {
     const matches = ["name LIKE ? ESCAPE '\\'", "tags LIKE ? ESCAPE '\\'"];
     const at = text.indexOf(":");
     if (at > 0) matches.push(tagEquals({ key: text.slice(0, at), value: text.slice(at + 1) }, params));
-    const sql = `SELECT span_id FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?)
-      AND (${matches.join(" OR ")}) ORDER BY start_us, span_id LIMIT ?`;
+    const sql = `SELECT span_id FROM (SELECT span_id, name, start_us, ${SPAN_TAGS} AS tags FROM spans
+      WHERE rid = (SELECT rid FROM runs WHERE id = ?)) WHERE (${matches.join(" OR ")}) ORDER BY start_us, span_id LIMIT ?`;
     return this.cached(sql)
       .pluck()
       .all(...params, limit) as string[];
   }
 
   async listEvents(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    const rows = this.statements.eventsOfRun.all(runId, afterSeq, limit) as {
-      seq: number;
-      ts_us: number;
-      kind: string;
-      late: number;
-      body: string;
-    }[];
-    return rows.map((row) => ({
-      seq: row.seq,
-      ts: row.ts_us,
-      kind: row.kind,
-      late: row.late === 1,
-      body: JSON.parse(row.body),
-    }));
+    const rid = this.statements.ridOf.get(runId) as number | undefined;
+    if (rid === undefined) return [];
+    return this.log.after(rid, afterSeq, limit).map(({ seq, receivedAt, late, event }) => {
+      const { kind, runId: _run, ...body } = event ?? { kind: "unreadable", runId: "" };
+      return { seq, ts: receivedAt, kind, late, body };
+    });
   }
 
   async listApps(): Promise<AppRecord[]> {

@@ -1,9 +1,10 @@
 import type Database from "better-sqlite3";
 import type { FoldEntry } from "../../digest/fold.js";
-import type { AppEvent, RunEvent, Submission, SubmitResult } from "../../model/event.js";
+import type { AppEvent, RunEvent, Submission, SubmitResult, Tags } from "../../model/event.js";
 import { type Micros, nowMicros } from "../../model/time.js";
 import { applyRunEvent, applySpanEvent, isLate, newRun, newSpan } from "../apply.js";
-import type { RunRecord } from "../records.js";
+import type { RunRecord, SpanRecord } from "../records.js";
+import { LogChunks } from "./logChunks.js";
 import {
   type AppRow,
   appRecord,
@@ -12,6 +13,7 @@ import {
   type RunRow,
   runRecord,
   SPAN_COLUMNS,
+  SPAN_WRITE_COLUMNS,
   type SpanRow,
   spanRecord,
 } from "./rows.js";
@@ -22,14 +24,22 @@ interface OpenRun {
   rid: number;
   record: RunRecord;
   isNew: boolean;
-  /** For a run created in this transaction: its spans so far (no other can exist, so no lookup is needed). */
-  newSpans?: Set<string>;
-  /** What this transaction appended to its log, so a seal folds it without reading it back. */
+  /** The spans this transaction touched, saved once at its end (a run created here has no others). */
+  spans: Map<string, OpenSpan>;
+  /** What this transaction appended to its log: written as chunks at its end, and folded by a seal without reading it back. */
   appended: FoldEntry[];
   /** A run end took effect: the digest is sealed in this transaction. */
   ended: boolean;
   /** Set when the digest of a run created here was sealed before its row was written. */
   foldedSeq?: number | undefined;
+}
+
+interface OpenSpan {
+  record: SpanRecord;
+  /** Its row exists (an UPDATE saves it, else an INSERT). */
+  stored: boolean;
+  /** The logged event whose tags the span's are, while they are that very object: the row then keeps no copy. */
+  tagsOf?: { tags: Tags; seq: number };
 }
 
 /**
@@ -38,6 +48,7 @@ interface OpenRun {
  */
 export class SqliteWriter {
   private readonly statements;
+  private readonly log: LogChunks;
   private readonly appendTransaction: Database.Transaction<(submissions: Submission[]) => SubmitResult[]>;
 
   constructor(
@@ -49,16 +60,16 @@ export class SqliteWriter {
     this.statements = {
       runById: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
       maxRid: db.prepare("SELECT coalesce(max(rid), 0) AS rid FROM runs").pluck(),
-      insertRun: db.prepare(`INSERT INTO runs (${RUN_COLUMNS}, folded_seq) VALUES (${placeholders(22)})`),
+      insertRun: db.prepare(`INSERT INTO runs (${RUN_COLUMNS}, folded_seq) VALUES (${placeholders(23)})`),
       updateRun: db.prepare(`UPDATE runs SET app = ?, name = ?, name_rank = ?, status = ?, reason = ?, error = ?,
         start_us = ?, end_us = ?, tags = ?, host = ?, pid = ?, parent_run_id = ?, parent_span_id = ?,
-        span_count = ?, error_count = ?, error_tagged = ?, last_seq = ?, last_event_us = ?, late_count = ?
-        WHERE rid = ?`),
-      insertEvent: db.prepare("INSERT INTO events (rid, seq, ts_us, kind, late, body) VALUES (?, ?, ?, ?, ?, ?)"),
+        span_count = ?, error_count = ?, error_tagged = ?, last_seq = ?, last_event_us = ?, late_count = ?,
+        end_on_idle = ? WHERE rid = ?`),
       spanById: db.prepare(`SELECT ${SPAN_COLUMNS} FROM spans WHERE rid = ? AND span_id = ?`),
-      insertSpan: db.prepare(`INSERT INTO spans (rid, ${SPAN_COLUMNS}) VALUES (${placeholders(13)})`),
+      insertSpan: db.prepare(`INSERT INTO spans (rid, ${SPAN_WRITE_COLUMNS}) VALUES (${placeholders(14)})`),
       updateSpan: db.prepare(`UPDATE spans SET parent_id = ?, name = ?, kind = ?, status = ?, start_us = ?,
-        end_us = ?, tags = ?, logs = ?, error = ?, rpc_service = ?, rpc_method = ? WHERE rid = ? AND span_id = ?`),
+        end_us = ?, tags = ?, tags_seq = ?, logs = ?, error = ?, rpc_service = ?, rpc_method = ?
+        WHERE rid = ? AND span_id = ?`),
       insertBatch: db.prepare("INSERT INTO batches (batch_id, committed_us) VALUES (?, ?) ON CONFLICT DO NOTHING"),
       pruneBatches: db.prepare("DELETE FROM batches WHERE committed_us < ?"),
       appByName: db.prepare("SELECT app, metadata, latest, last_seen_us FROM apps WHERE app = ?"),
@@ -66,6 +77,7 @@ export class SqliteWriter {
         ON CONFLICT (app) DO UPDATE SET metadata = excluded.metadata, latest = excluded.latest,
         last_seen_us = excluded.last_seen_us`),
     };
+    this.log = new LogChunks(db);
     this.appendTransaction = db.transaction((submissions: Submission[]) => this.applySubmissions(submissions));
   }
 
@@ -90,41 +102,38 @@ export class SqliteWriter {
       }
       const lateEnds: string[] = [];
       for (const event of submission.events) {
-        let spanTagsJson: TagsJson | undefined;
         let run = open.get(event.runId);
         if (!run) {
           const row = this.statements.runById.get(event.runId) as RunRow | undefined;
-          if (row) run = { rid: row.rid, record: runRecord(row), isNew: false, appended: [], ended: false };
+          if (row)
+            run = { rid: row.rid, record: runRecord(row), isNew: false, spans: new Map(), appended: [], ended: false };
           else {
             if (nextRid === 0) nextRid = (this.statements.maxRid.get() as number) + 1;
             // A coalesced span's `time` is its end: a run it creates starts when the span started.
             const firstTime = event.kind === "span" ? event.startTime : event.time;
             const record = newRun(event.runId, submission.app, firstTime, now);
-            run = { rid: nextRid++, record, isNew: true, newSpans: new Set(), appended: [], ended: false };
+            run = { rid: nextRid++, record, isNew: true, spans: new Map(), appended: [], ended: false };
           }
           open.set(event.runId, run);
         }
         const record = run.record;
         const late = isLate(record, event);
         if (late) record.lateCount += 1;
+        const seq = record.lastSeq + 1;
+        record.lastSeq = seq;
         if (event.kind === "run_start" || event.kind === "run_tag" || event.kind === "run_end") {
           if (!applyRunEvent(record, event, late)) lateEnds.push(record.id);
           else if (event.kind === "run_end") run.ended = true;
-        } else spanTagsJson = this.applySpan(run, event);
-        record.lastSeq += 1;
-        run.appended.push({ seq: record.lastSeq, late, event });
+        } else this.applySpan(run, event, seq);
+        run.appended.push({ seq, late, event });
         record.lastEventAt = now;
-        this.statements.insertEvent.run(
-          run.rid,
-          record.lastSeq,
-          now,
-          event.kind,
-          late ? 1 : 0,
-          eventBody(event, spanTagsJson),
-        );
       }
       for (const appEvent of submission.appEvents ?? []) this.applyAppEvent(appEvent, now);
       results.push({ duplicate: false, lateEnds });
+    }
+    for (const run of open.values()) {
+      this.log.append(run.rid, run.appended, now);
+      for (const span of run.spans.values()) this.saveSpan(run.rid, span);
     }
     // Every terminal transition seals in the transaction that ends the run, from the run's final state.
     // A failed seal never fails the append: the run stays behind its log and the background folder seals it.
@@ -148,20 +157,53 @@ export class SqliteWriter {
     }
   }
 
-  /** Applies a span event to its row; returns the row's tags JSON with the tags object it encodes. */
-  private applySpan(run: OpenRun, event: Exclude<RunEvent, { kind: "run_start" | "run_tag" | "run_end" }>): TagsJson {
-    const known = run.newSpans ? run.newSpans.has(event.spanId) : true;
-    const row = known ? (this.statements.spanById.get(run.rid, event.spanId) as SpanRow | undefined) : undefined;
-    run.newSpans?.add(event.spanId);
-    const span = row ? spanRecord(row) : newSpan(event.spanId);
-    applySpanEvent(run.record, span, !row, event);
-    const tags = JSON.stringify(span.tags);
-    const logs = span.logs.length === 0 ? null : JSON.stringify(span.logs);
-    const error = span.error ? JSON.stringify(span.error) : null;
-    const values = [span.parentId, span.name, span.kind, span.status, span.startTime, span.endTime, tags, logs, error];
-    if (row) this.statements.updateSpan.run(...values, span.rpcService, span.rpcMethod, run.rid, span.id);
-    else this.statements.insertSpan.run(run.rid, span.id, ...values, span.rpcService, span.rpcMethod);
-    return { tags: span.tags, json: tags };
+  /** Applies a span event to the span, loading its row the first time this transaction touches it. */
+  private applySpan(
+    run: OpenRun,
+    event: Exclude<RunEvent, { kind: "run_start" | "run_tag" | "run_end" }>,
+    seq: number,
+  ): void {
+    let span = run.spans.get(event.spanId);
+    const isNew = span === undefined;
+    if (!span) {
+      span = run.isNew ? undefined : this.loadSpan(run.rid, event.spanId);
+      span ??= { record: newSpan(event.spanId), stored: false };
+      run.spans.set(event.spanId, span);
+    }
+    const tagsBefore = span.record.tags;
+    applySpanEvent(run.record, span.record, isNew && !span.stored, event);
+    const tags = span.record.tags;
+    // A span that took an event's tags as they are keeps them in the log only.
+    if (tags !== tagsBefore && "tags" in event && tags === event.tags) span.tagsOf = { tags, seq };
+  }
+
+  private loadSpan(rid: number, spanId: string): OpenSpan | undefined {
+    const row = this.statements.spanById.get(rid, spanId) as SpanRow | undefined;
+    if (!row) return undefined;
+    const record = spanRecord(row);
+    return row.tags_seq === null
+      ? { record, stored: true }
+      : { record, stored: true, tagsOf: { tags: record.tags, seq: row.tags_seq } };
+  }
+
+  private saveSpan(rid: number, { record: span, stored, tagsOf }: OpenSpan): void {
+    const tagsSeq = tagsOf !== undefined && tagsOf.tags === span.tags ? tagsOf.seq : null;
+    const values = [
+      span.parentId,
+      span.name,
+      span.kind,
+      span.status,
+      span.startTime,
+      span.endTime,
+      tagsSeq === null ? JSON.stringify(span.tags) : null,
+      tagsSeq,
+      span.logs.length === 0 ? null : JSON.stringify(span.logs),
+      span.error ? JSON.stringify(span.error) : null,
+      span.rpcService,
+      span.rpcMethod,
+    ];
+    if (stored) this.statements.updateSpan.run(...values, rid, span.id);
+    else this.statements.insertSpan.run(rid, span.id, ...values);
   }
 
   private saveRun({ rid, record: run, isNew, foldedSeq }: OpenRun): void {
@@ -185,6 +227,7 @@ export class SqliteWriter {
       run.lastSeq,
       run.lastEventAt,
       run.lateCount,
+      run.endOnIdle ? 1 : 0,
     ];
     if (isNew) this.statements.insertRun.run(rid, run.id, ...values, foldedSeq ?? 0);
     else this.statements.updateRun.run(...values, rid);
@@ -202,20 +245,4 @@ export class SqliteWriter {
       now,
     );
   }
-}
-
-/** Tags already encoded for a span row, so the event body can reuse the text. */
-interface TagsJson {
-  tags: Record<string, unknown>;
-  json: string;
-}
-
-/** The stored body: the event without the fields its row already holds. */
-function eventBody(event: RunEvent, encoded: TagsJson | undefined): string {
-  const { runId: _run, kind: _kind, ...body } = event;
-  if (!encoded || !("tags" in body) || body.tags !== encoded.tags) return JSON.stringify(body);
-  // Hot path, hand-spliced: the tags of a new span are encoded once, for its row and its event.
-  const { tags: _tags, ...rest } = body;
-  const head = JSON.stringify(rest);
-  return `${head.slice(0, -1)}${head.length > 2 ? "," : ""}"tags":${encoded.json}}`;
 }

@@ -1,0 +1,96 @@
+import type Database from "better-sqlite3";
+import type { FoldEntry } from "../../digest/fold.js";
+import type { RunEvent } from "../../model/event.js";
+import type { Micros } from "../../model/time.js";
+
+/**
+ * The SQLite log: a run's events in chunks of consecutive seqs, one row per run and commit
+ * (at most MAX_CHUNK_EVENTS a row), the body a JSON array of the events without their run id,
+ * `late: true` on those that came after the run ended.
+ */
+export const MAX_CHUNK_EVENTS = 64;
+
+/** One logged event as read back; `event` is null when its entry cannot be read. */
+export interface LoggedEvent extends FoldEntry {
+  /** When the commit that appended it was made (server time). */
+  receivedAt: Micros;
+}
+
+interface ChunkRow {
+  seq: number;
+  last_seq: number;
+  ts_us: number;
+  body: string;
+}
+
+const EVENT_KINDS = new Set<string>([
+  "run_start",
+  "run_tag",
+  "run_end",
+  "span_start",
+  "span_tag",
+  "span_log",
+  "span_end",
+  "span",
+]);
+
+export class LogChunks {
+  private readonly insert: Database.Statement;
+  private readonly chunksAfter: Database.Statement;
+
+  constructor(db: Database.Database) {
+    this.insert = db.prepare("INSERT INTO log (rid, seq, last_seq, ts_us, body) VALUES (?, ?, ?, ?, ?)");
+    this.chunksAfter = db.prepare(
+      "SELECT seq, last_seq, ts_us, body FROM log WHERE rid = ? AND last_seq > ? ORDER BY seq LIMIT ?",
+    );
+  }
+
+  /** Appends consecutive entries (seqs ascending, no gaps) of one run. */
+  append(rid: number, entries: FoldEntry[], at: Micros): void {
+    for (let start = 0; start < entries.length; start += MAX_CHUNK_EVENTS) {
+      const chunk = entries.slice(start, start + MAX_CHUNK_EVENTS);
+      const first = chunk[0] as FoldEntry;
+      this.insert.run(rid, first.seq, first.seq + chunk.length - 1, at, JSON.stringify(chunk.map(storedEntry)));
+    }
+  }
+
+  /** Up to `limit` events of the run after `afterSeq`, in seq order. */
+  after(rid: number, afterSeq: number, limit: number): LoggedEvent[] {
+    const events: LoggedEvent[] = [];
+    // Each chunk holds at least one wanted event, so `limit` chunks always hold `limit` events.
+    for (const row of this.chunksAfter.all(rid, afterSeq, limit) as ChunkRow[]) {
+      const entries = readChunk(row.body);
+      // An unreadable chunk still yields each of its seqs (as unreadable events), so folds see no gap.
+      for (let index = 0; index <= row.last_seq - row.seq && events.length < limit; index++) {
+        const seq = row.seq + index;
+        if (seq <= afterSeq) continue;
+        const entry = entries[index];
+        events.push({ seq, receivedAt: row.ts_us, late: entry?.late === true, event: eventOf(entry) });
+      }
+      if (events.length === limit) break;
+    }
+    return events;
+  }
+}
+
+/** The event as stored: without its run id (the row has it), and marked when late. */
+function storedEntry({ event, late }: FoldEntry): Record<string, unknown> {
+  const { runId: _run, ...stored } = event as RunEvent;
+  return late ? { ...stored, late: true } : stored;
+}
+
+function readChunk(body: string): (Record<string, unknown> | undefined)[] {
+  try {
+    const entries = JSON.parse(body);
+    return Array.isArray(entries) ? entries : [];
+  } catch {
+    return [];
+  }
+}
+
+/** An entry as an event of the model (run id left empty: readers know their run), or null when unreadable. */
+function eventOf(entry: Record<string, unknown> | undefined): RunEvent | null {
+  if (typeof entry !== "object" || entry === null || !EVENT_KINDS.has(entry.kind as string)) return null;
+  const { late: _late, ...event } = entry;
+  return { ...event, runId: "" } as unknown as RunEvent;
+}
