@@ -20,6 +20,9 @@ export class Coalescer {
   /** The run looked up last: a batch is usually one request, so this saves a map lookup a command. */
   private lastRunId: string | undefined;
   private lastRun: OpenOfRun | undefined;
+  /** The span looked up last, in `lastRun`: a span's commands come one after another, and hashing a fresh id string costs more than comparing it. */
+  private lastSpanId: string | undefined;
+  private lastSpanAt: number | undefined;
 
   events(): RunEvent[] {
     return this.out;
@@ -31,7 +34,7 @@ export class Coalescer {
    */
   mergeTag(runId: string, spanId: string | undefined, key: string, value: unknown): boolean {
     const open = this.lastRunId === runId ? this.lastRun : this.openByRun.get(runId);
-    const at = open === undefined ? undefined : spanId === undefined ? open.run : open.spans.get(spanId);
+    const at = open === undefined ? undefined : spanId === undefined ? open.run : this.openSpan(open, spanId);
     if (at === undefined) return false;
     const target = this.out[at] as Mergeable;
     if (target.kind === "span_tag" || target.kind === "run_tag") return false;
@@ -43,7 +46,7 @@ export class Coalescer {
   add(event: RunEvent): void {
     const open = this.openOf(event.runId);
     const spanId = "spanId" in event ? event.spanId : undefined;
-    const at = spanId === undefined ? open.run : open.spans.get(spanId);
+    const at = spanId === undefined ? open.run : this.openSpan(open, spanId);
     const target = at === undefined ? undefined : (this.out[at] as Mergeable);
     switch (event.kind) {
       case "run_start":
@@ -86,6 +89,7 @@ export class Coalescer {
           return;
         }
         open.spans.delete(event.spanId);
+        this.lastSpanId = undefined;
         this.out.push(event);
         return;
       case "run_end":
@@ -98,8 +102,23 @@ export class Coalescer {
       return;
     }
     if (spanId === undefined) open.run = this.out.length;
-    else open.spans.set(spanId, this.out.length);
+    else {
+      open.spans.set(spanId, this.out.length);
+      this.lastSpanId = spanId;
+      this.lastSpanAt = this.out.length;
+    }
     this.out.push(copyForMerging(event));
+  }
+
+  /** The index of the span's open event; `open` is always `lastRun` here (openOf or mergeTag just set or matched it). */
+  private openSpan(open: OpenOfRun, spanId: string): number | undefined {
+    if (open === this.lastRun && spanId === this.lastSpanId) return this.lastSpanAt;
+    const at = open.spans.get(spanId);
+    if (open === this.lastRun) {
+      this.lastSpanId = spanId;
+      this.lastSpanAt = at;
+    }
+    return at;
   }
 
   private openOf(runId: string): OpenOfRun {
@@ -111,6 +130,7 @@ export class Coalescer {
     }
     this.lastRunId = runId;
     this.lastRun = open;
+    this.lastSpanId = undefined;
     return open;
   }
 }
