@@ -891,6 +891,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         assert.deepEqual(await store.searchSpans("other", "db.rows:7", 10), ["sql"]);
         assert.deepEqual(await store.searchSpans("req", "100%", 10), []);
         assert.deepEqual(await store.searchSpans("nope", "sql", 10), []);
+        // Tags merged by a later append, and a name that matches while the tags do not, are found too (once).
+        await submit([spanTag("other", "sql", T0 + 2, { retried: "Twice" })]);
+        await submit([span("other", "cache", null, T0 + 3, T0 + 4, { name: "twice", tags: { hit: true } })]);
+        assert.deepEqual(await store.searchSpans("other", "twice", 10), ["sql", "cache"]);
+        assert.deepEqual(await store.searchSpans("other", "db.rows:7", 10), ["sql"]);
+        assert.deepEqual(await store.searchSpans("other", "hit:true", 10), ["cache"]);
+        assert.deepEqual(await store.searchSpans("other", "hit:false", 10), []);
       });
 
       it("lists the runs started from a run, and from one span of it", async () => {

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import type { FoldEntry } from "../../digest/fold.js";
-import type { RunEvent } from "../../model/event.js";
+import type { RunEvent, Tags } from "../../model/event.js";
 import type { Micros } from "../../model/time.js";
 
 /**
@@ -37,12 +37,41 @@ const EVENT_KINDS = new Set<string>([
 export class LogChunks {
   private readonly insert: Database.Statement;
   private readonly chunksAfter: Database.Statement;
+  private readonly chunksBetween: Database.Statement;
 
   constructor(db: Database.Database) {
     this.insert = db.prepare("INSERT INTO log (rid, seq, last_seq, ts_us, body) VALUES (?, ?, ?, ?, ?)");
     this.chunksAfter = db.prepare(
       "SELECT seq, last_seq, ts_us, body FROM log WHERE rid = ? AND last_seq > ? ORDER BY seq LIMIT ?",
     );
+    this.chunksBetween = db.prepare(
+      "SELECT seq, last_seq, ts_us, body FROM log WHERE rid = ? AND last_seq >= ? AND seq <= ? ORDER BY seq",
+    );
+  }
+
+  /**
+   * The tags of the given events of a run, each chunk parsed once (in seq order, so a long run
+   * is read a chunk at a time); an event without tags, or unreadable, maps to `{}`.
+   */
+  tagsOf(rid: number, seqs: Set<number>): Map<number, Tags> {
+    const tags = new Map<number, Tags>();
+    if (seqs.size === 0) return tags;
+    let min = Number.POSITIVE_INFINITY;
+    let max = 0;
+    for (const seq of seqs) {
+      if (seq < min) min = seq;
+      if (seq > max) max = seq;
+    }
+    for (const row of this.chunksBetween.iterate(rid, min, max) as IterableIterator<ChunkRow>) {
+      const entries = readChunk(row.body);
+      for (let index = 0; index <= row.last_seq - row.seq; index++) {
+        const seq = row.seq + index;
+        if (!seqs.has(seq)) continue;
+        const found = entries[index]?.tags;
+        tags.set(seq, typeof found === "object" && found !== null ? (found as Tags) : {});
+      }
+    }
+    return tags;
   }
 
   /** Appends consecutive entries (seqs ascending, no gaps) of one run. */

@@ -16,14 +16,18 @@ export const SPAN_WRITE_COLUMNS =
   "span_id, parent_id, name, kind, status, start_us, end_us, tags, tags_seq, logs, error, rpc_service, rpc_method";
 
 /**
- * A span's tags as JSON text: its own column, or (`tags_seq`) the tags of the log event they
- * are, read from that event's chunk. SQLite caches the chunk's parse across the rows of a query.
+ * One span's tags as JSON text: its own column, or (`tags_seq`) the tags of the log event they
+ * are, read from that event's chunk. For single rows: reading many, resolve them per chunk instead.
  */
-export const SPAN_TAGS = `coalesce(spans.tags, (SELECT json_extract(log.body, '$[' || (spans.tags_seq - log.seq) || '].tags')
+const SPAN_TAGS = `coalesce(spans.tags, (SELECT json_extract(log.body, '$[' || (spans.tags_seq - log.seq) || '].tags')
   FROM log WHERE log.rid = spans.rid AND log.seq <= spans.tags_seq ORDER BY log.seq DESC LIMIT 1), '{}')`;
 
+/** A single span's columns, its tags resolved. */
 export const SPAN_COLUMNS = `span_id, parent_id, name, kind, status, start_us, end_us, ${SPAN_TAGS} AS tags, tags_seq,
   logs, error, rpc_service, rpc_method`;
+
+/** Many spans' columns: `tags` is null where `tags_seq` points into the log (see LogChunks.tagsOf). */
+export const SPAN_ROW_COLUMNS = SPAN_WRITE_COLUMNS;
 
 export interface RunRow {
   rid: number;
@@ -62,7 +66,7 @@ export interface SpanRow {
   status: string;
   start_us: number | null;
   end_us: number | null;
-  tags: string;
+  tags: string | null;
   tags_seq: number | null;
   logs: string | null;
   error: string | null;
@@ -128,7 +132,7 @@ export function spanRecord(row: SpanRow): SpanRecord {
     status: row.status as SpanRecord["status"],
     startTime: row.start_us,
     endTime: row.end_us,
-    tags: JSON.parse(row.tags),
+    tags: row.tags === null ? {} : JSON.parse(row.tags),
     logs: row.logs === null ? [] : JSON.parse(row.logs),
     error: row.error === null ? null : JSON.parse(row.error),
     rpcService: row.rpc_service,

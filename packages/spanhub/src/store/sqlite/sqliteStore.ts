@@ -26,7 +26,7 @@ import {
   type RunRow,
   runRecord,
   SPAN_COLUMNS,
-  SPAN_TAGS,
+  SPAN_ROW_COLUMNS,
   type SpanRow,
   spanRecord,
 } from "./rows.js";
@@ -71,9 +71,7 @@ export class SqliteStore implements Store {
       runById: db.prepare(`${RUN_VIEW_FROM} WHERE id = ?`),
       digestOfRun: db.prepare(`SELECT runs.rid, runs.last_seq, d.schema_version, d.watermark_seq, d.body
         FROM runs LEFT JOIN digests d ON d.rid = runs.rid WHERE runs.id = ?`),
-      spansOfRun: db.prepare(
-        `SELECT ${SPAN_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?) ORDER BY start_us, span_id`,
-      ),
+      spansOfRun: db.prepare(`SELECT ${SPAN_ROW_COLUMNS} FROM spans WHERE rid = ? ORDER BY start_us, span_id`),
       spanById: db.prepare(
         `SELECT ${SPAN_COLUMNS} FROM spans WHERE rid = (SELECT rid FROM runs WHERE id = ?) AND span_id = ?`,
       ),
@@ -153,7 +151,17 @@ export class SqliteStore implements Store {
   }
 
   async listSpans(runId: string): Promise<SpanRecord[]> {
-    return (this.statements.spansOfRun.all(runId) as SpanRow[]).map(spanRecord);
+    const rid = this.statements.ridOf.get(runId) as number | undefined;
+    if (rid === undefined) return [];
+    const rows = this.statements.spansOfRun.all(rid) as SpanRow[];
+    const inLog = new Set<number>();
+    for (const row of rows) if (row.tags_seq !== null) inLog.add(row.tags_seq);
+    const logged = this.log.tagsOf(rid, inLog);
+    return rows.map((row) => {
+      const span = spanRecord(row);
+      if (row.tags_seq !== null) span.tags = logged.get(row.tags_seq) ?? {};
+      return span;
+    });
   }
 
   async getSpan(runId: string, spanId: string): Promise<SpanRecord | undefined> {
@@ -178,15 +186,35 @@ export class SqliteStore implements Store {
   }
 
   async searchSpans(runId: string, text: string, limit: number): Promise<string[]> {
-    const params: unknown[] = [runId, `%${escapeLike(text)}%`, `%${escapeLike(text)}%`];
-    const matches = ["name LIKE ? ESCAPE '\\'", "tags LIKE ? ESCAPE '\\'"];
+    const rid = this.statements.ridOf.get(runId) as number | undefined;
+    if (rid === undefined) return [];
+    const like = `%${escapeLike(text)}%`;
     const at = text.indexOf(":");
-    if (at > 0) matches.push(tagEquals({ key: text.slice(0, at), value: text.slice(at + 1) }, params));
-    const sql = `SELECT span_id FROM (SELECT span_id, name, start_us, ${SPAN_TAGS} AS tags FROM spans
-      WHERE rid = (SELECT rid FROM runs WHERE id = ?)) WHERE (${matches.join(" OR ")}) ORDER BY start_us, span_id LIMIT ?`;
+    const tag = at > 0 ? { key: text.slice(0, at), value: text.slice(at + 1) } : undefined;
+    const tagsMatch = (tags: string, params: unknown[]) => {
+      params.push(like);
+      return `(${tags} LIKE ? ESCAPE '\\'${tag ? ` OR ${tagEquals(tag, params, tags)}` : ""})`;
+    };
+    // Tags kept in the log are searched in the chunks that mention the text (or the key), each parsed once.
+    const chunkParams: unknown[] = [rid, like];
+    const chunkMatch = tag ? "(l.body LIKE ? ESCAPE '\\' OR l.body LIKE ? ESCAPE '\\')" : "l.body LIKE ? ESCAPE '\\'";
+    if (tag) chunkParams.push(`%${escapeLike(JSON.stringify(tag.key))}%`);
+    const ownParams: unknown[] = [rid, like];
+    const ownMatch = `s.name LIKE ? ESCAPE '\\' OR (s.tags_seq IS NULL AND ${tagsMatch("s.tags", ownParams)})`;
+    const loggedParams: unknown[] = [rid];
+    const loggedMatch = tagsMatch("g.tags", loggedParams);
+    const sql = `WITH logged AS MATERIALIZED (
+        SELECT json_extract(e.value, '$.spanId') AS span_id, l.seq + e.key AS seq, json_extract(e.value, '$.tags') AS tags
+        FROM log l, json_each(l.body) e WHERE l.rid = ? AND ${chunkMatch})
+      SELECT span_id FROM (
+        SELECT s.span_id, s.start_us FROM spans s WHERE s.rid = ? AND (${ownMatch})
+        UNION
+        SELECT s.span_id, s.start_us FROM logged g CROSS JOIN spans s ON s.rid = ? AND s.span_id = g.span_id AND s.tags_seq = g.seq
+        WHERE ${loggedMatch})
+      ORDER BY start_us, span_id LIMIT ?`;
     return this.cached(sql)
       .pluck()
-      .all(...params, limit) as string[];
+      .all(...chunkParams, ...ownParams, ...loggedParams, limit) as string[];
   }
 
   async listEvents(runId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
@@ -254,11 +282,11 @@ const OUTLINE_COLUMNS = "span_id, parent_id, name, status, start_us, end_us";
 type OutlineRow = [string, string | null, string | null, string, number | null, number | null];
 
 /** A condition that the JSON `tags` column's `key` equals `value` as text; pushes its parameters. */
-function tagEquals(tag: { key: string; value: string }, params: unknown[]): string {
+function tagEquals(tag: { key: string; value: string }, params: unknown[], tags = "tags"): string {
   const path = `$."${tag.key.replaceAll('"', '\\"')}"`;
   params.push(path, path, tag.value);
   // json_extract gives 1/0 for JSON true/false; compare booleans by their JSON text, as other engines do.
-  return "(CASE json_type(tags, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(tags, ?) AS TEXT) END) = ?";
+  return `(CASE json_type(${tags}, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(json_extract(${tags}, ?) AS TEXT) END) = ?`;
 }
 
 function escapeLike(text: string): string {
