@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 
+
 const execFileAsync = promisify(execFile);
 
 export const SPANHUB_BIN = fileURLToPath(new URL("../../../spanhub/bin/spanhub.js", import.meta.url));
@@ -149,13 +150,20 @@ export interface SpanRow {
   rpc_method: string | null;
 }
 
+/**
+ * The store's own SQL for a span's tags (a span row may point at the logged event holding them),
+ * loaded at run time: spanhub is built after this package, so its types cannot be imported here.
+ */
+const STORE_ROWS_MODULE = "spanhub/internal/store/sqlite/rows.js";
+const { SPAN_TAGS } = (await import(STORE_ROWS_MODULE)) as { SPAN_TAGS: string };
+
 export function readStore(home: Home): { runs: RunRow[]; spans: SpanRow[] } {
   const db = new Database(join(home.data, "spanhub.db"), { readonly: true, fileMustExist: true });
   try {
     const runs = db.prepare("SELECT * FROM runs ORDER BY rid").all() as RunRow[];
     const spans = db
       .prepare(
-        "SELECT runs.id AS run_id, spans.span_id, spans.parent_id, spans.name, spans.status, spans.tags, spans.kind, spans.logs, spans.error, spans.rpc_service, spans.rpc_method FROM spans JOIN runs ON runs.rid = spans.rid ORDER BY spans.start_us",
+        `SELECT runs.id AS run_id, spans.span_id, spans.parent_id, spans.name, spans.status, ${SPAN_TAGS} AS tags, spans.kind, spans.logs, spans.error, spans.rpc_service, spans.rpc_method FROM spans JOIN runs ON runs.rid = spans.rid ORDER BY spans.start_us`,
       )
       .all() as SpanRow[];
     return { runs, spans };

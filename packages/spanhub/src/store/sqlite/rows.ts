@@ -19,7 +19,7 @@ export const SPAN_WRITE_COLUMNS =
  * One span's tags as JSON text: its own column, or (`tags_seq`) the tags of the log event they
  * are, read from that event's chunk. For single rows: reading many, resolve them per chunk instead.
  */
-const SPAN_TAGS = `coalesce(spans.tags, (SELECT json_extract(log.body, '$[' || (spans.tags_seq - log.seq) || '].tags')
+export const SPAN_TAGS = `coalesce(spans.tags, (SELECT json_extract(log.body, '$[' || (spans.tags_seq - log.seq) || '].tags')
   FROM log WHERE log.rid = spans.rid AND log.seq <= spans.tags_seq ORDER BY log.seq DESC LIMIT 1), '{}')`;
 
 /** A single span's columns, its tags resolved. */
