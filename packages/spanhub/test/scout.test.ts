@@ -257,6 +257,25 @@ describe("Scout single commands", () => {
     }
   });
 
+  it("a tag named __proto__ is kept as a tag, merged into its span or alone", () => {
+    const frame = JSON.parse(`{"BatchCommand":{"commands":[
+      {"StartSpan":{"request_id":"r","span_id":"s","operation":"op","timestamp":"2026-11-23T08:47:25.363000Z"}},
+      {"TagSpan":{"request_id":"r","span_id":"s","tag":"__proto__","value":{"polluted":true}}},
+      {"TagSpan":{"request_id":"r","span_id":"s","tag":"k","value":1}},
+      {"TagSpan":{"request_id":"r","span_id":"t","tag":"__proto__","value":{"alone":true}}}]}}`);
+    const [merged, alone] = eventsOf(decode(frame));
+    for (const [event, value] of [
+      [merged, { polluted: true }],
+      [alone, { alone: true }],
+    ] as const) {
+      const tags = (event as { tags: Record<string, unknown> }).tags;
+      assert.equal(Object.getPrototypeOf(tags), Object.prototype);
+      assert.deepEqual(Object.getOwnPropertyDescriptor(tags, "__proto__")?.value, value);
+      assert.match(JSON.stringify(tags), /"__proto__":/);
+    }
+    assert.equal((merged as { tags: Record<string, unknown> }).tags.k, 1);
+  });
+
   it("an unreadable timestamp counts as the receive time", () => {
     const message = decode({ StopSpan: { request_id: "r", span_id: "s", timestamp: "soon" } });
     assert.deepEqual(eventsOf(message), [spanEnd("r", "s", RECEIVED)]);

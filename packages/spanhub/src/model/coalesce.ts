@@ -1,4 +1,12 @@
-import type { RunEvent, RunStartEvent, RunTagEvent, SpanEvent, SpanStartEvent, SpanTagEvent } from "./event.js";
+import {
+  type RunEvent,
+  type RunStartEvent,
+  type RunTagEvent,
+  type SpanEvent,
+  type SpanStartEvent,
+  type SpanTagEvent,
+  setTag,
+} from "./event.js";
 
 type Mergeable = RunStartEvent | RunTagEvent | SpanStartEvent | SpanEvent | SpanTagEvent;
 
@@ -38,7 +46,7 @@ export class Coalescer {
     if (at === undefined) return false;
     const target = this.out[at] as Mergeable;
     if (target.kind === "span_tag" || target.kind === "run_tag") return false;
-    if (target.tags) target.tags[key] = value;
+    if (target.tags) setTag(target.tags, key, value);
     else target.tags = { [key]: value };
     return true;
   }
@@ -156,7 +164,7 @@ function mergeStart(target: RunStartEvent | SpanStartEvent, event: RunStartEvent
 }
 
 function mergeTags(target: Mergeable, tags: Record<string, unknown>): void {
-  if (target.tags) Object.assign(target.tags, tags);
+  if (target.tags) for (const key in tags) setTag(target.tags, key, tags[key]);
   else target.tags = { ...tags };
 }
 

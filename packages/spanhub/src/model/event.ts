@@ -185,6 +185,16 @@ export function toSpanError(value: unknown): SpanError | undefined {
   return { message: String(value) };
 }
 
+/**
+ * Sets one tag as the object's own property, whatever its key: a plain assignment of a key
+ * named `__proto__` would set the object's prototype instead, and the tag would be lost.
+ */
+export function setTag(tags: Tags, key: string, value: unknown): void {
+  if (key === "__proto__")
+    Object.defineProperty(tags, key, { value, writable: true, enumerable: true, configurable: true });
+  else tags[key] = value;
+}
+
 /** Scout's convention, applied to every protocol: a truthy `error` tag marks failure. */
 export function hasErrorTag(tags: Tags | undefined): boolean {
   if (!tags) return false;

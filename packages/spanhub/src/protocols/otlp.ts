@@ -7,6 +7,7 @@ import {
   type SpanEvent,
   type SpanLog,
   type Submission,
+  setTag,
   spanEndStatus,
   type Tags,
 } from "../model/event.js";
@@ -299,14 +300,14 @@ function splitAttributes(attributes: KeyValue[] | null | undefined): { tags: Tag
   const spanhub: Tags = {};
   for (const attribute of attributes ?? []) {
     const target = attribute.key.startsWith(SPANHUB_PREFIX) ? spanhub : tags;
-    target[attribute.key] = tagValue(attribute.value);
+    setTag(target, attribute.key, tagValue(attribute.value));
   }
   return { tags, spanhub };
 }
 
 export function toTags(attributes: KeyValue[] | null | undefined): Tags {
   const tags: Tags = {};
-  for (const attribute of attributes ?? []) tags[attribute.key] = tagValue(attribute.value);
+  for (const attribute of attributes ?? []) setTag(tags, attribute.key, tagValue(attribute.value));
   return tags;
 }
 

@@ -6,6 +6,7 @@ import {
   type SpanEndEvent,
   type SpanStartEvent,
   type Submission,
+  setTag,
   spanEndStatus,
   type Tags,
   toSpanError,
@@ -309,7 +310,7 @@ function requestCommand(
       // spanhub's extension: several tags at once in `tags` (then `tag`/`value` are optional).
       const several = optionalTags(body);
       const tags: Tags = several === undefined ? {} : { ...several };
-      if (several === undefined || body.tag !== undefined) tags[stringField(body, "tag")] = body.value ?? null;
+      if (several === undefined || body.tag !== undefined) setTag(tags, stringField(body, "tag"), body.value ?? null);
       return { kind: "span_tag", runId, spanId, time, tags };
     }
     case "LogSpan": {
