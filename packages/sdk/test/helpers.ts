@@ -11,7 +11,6 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 
-
 const execFileAsync = promisify(execFile);
 
 export const SPANHUB_BIN = fileURLToPath(new URL("../../../spanhub/bin/spanhub.js", import.meta.url));
