@@ -1,3 +1,4 @@
+import * as decode from "./decode.js";
 import * as digest from "./digest.js";
 import * as ingest from "./ingest.js";
 import * as otlp from "./otlp.js";
@@ -13,6 +14,7 @@ import * as ui from "./ui.js";
  */
 const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["ingest", ingest],
+  ["decode", decode],
   ["otlp", otlp],
   ["sdk", sdk],
   ["digest", digest],
