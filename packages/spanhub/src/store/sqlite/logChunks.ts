@@ -41,12 +41,12 @@ export class LogChunks {
 
   constructor(db: Database.Database) {
     this.insert = db.prepare("INSERT INTO log (rid, seq, last_seq, ts_us, body) VALUES (?, ?, ?, ?, ?)");
-    this.chunksAfter = db.prepare(
-      "SELECT seq, last_seq, ts_us, body FROM log WHERE rid = ? AND last_seq > ? ORDER BY seq LIMIT ?",
-    );
-    this.chunksBetween = db.prepare(
-      "SELECT seq, last_seq, ts_us, body FROM log WHERE rid = ? AND last_seq >= ? AND seq <= ? ORDER BY seq",
-    );
+    // A chunk holds at most MAX_CHUNK_EVENTS, so the one holding seq N starts above N - MAX_CHUNK_EVENTS:
+    // that bound lets the primary key find it instead of scanning the run's log from its start.
+    this.chunksAfter = db.prepare(`SELECT seq, last_seq, ts_us, body FROM log
+      WHERE rid = ? AND seq > ? - ${MAX_CHUNK_EVENTS} AND last_seq > ? ORDER BY seq LIMIT ?`);
+    this.chunksBetween = db.prepare(`SELECT seq, last_seq, ts_us, body FROM log
+      WHERE rid = ? AND seq > ? - ${MAX_CHUNK_EVENTS} AND last_seq >= ? AND seq <= ? ORDER BY seq`);
   }
 
   /**
@@ -62,7 +62,7 @@ export class LogChunks {
       if (seq < min) min = seq;
       if (seq > max) max = seq;
     }
-    for (const row of this.chunksBetween.iterate(rid, min, max) as IterableIterator<ChunkRow>) {
+    for (const row of this.chunksBetween.iterate(rid, min, min, max) as IterableIterator<ChunkRow>) {
       const entries = readChunk(row.body);
       for (let index = 0; index <= row.last_seq - row.seq; index++) {
         const seq = row.seq + index;
@@ -87,7 +87,7 @@ export class LogChunks {
   after(rid: number, afterSeq: number, limit: number): LoggedEvent[] {
     const events: LoggedEvent[] = [];
     // Each chunk holds at least one wanted event, so `limit` chunks always hold `limit` events.
-    for (const row of this.chunksAfter.all(rid, afterSeq, limit) as ChunkRow[]) {
+    for (const row of this.chunksAfter.all(rid, afterSeq, afterSeq, limit) as ChunkRow[]) {
       const entries = readChunk(row.body);
       // An unreadable chunk still yields each of its seqs (as unreadable events), so folds see no gap.
       for (let index = 0; index <= row.last_seq - row.seq && events.length < limit; index++) {
