@@ -368,13 +368,13 @@ async function commitStats(url: string | undefined): Promise<CommitStats | undef
   }
 }
 
-interface RawCeiling {
+export interface RawCeiling {
   spansPerSecond: number;
   storedSpans: number;
 }
 
 /** The same rows into a fresh file, WAL and synchronous=FULL, in one transaction, through one prepared INSERT. */
-function rawCeiling(spans: number): RawCeiling {
+export function rawCeiling(spans: number): RawCeiling {
   const root = mkdtempSync(join(tmpdir(), "spanhub-bench-raw-"));
   try {
     const path = join(root, "raw.db");

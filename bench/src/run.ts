@@ -6,6 +6,7 @@ import * as runner from "./runner.js";
 import * as sdk from "./sdk.js";
 import { type BenchModule, formatTable } from "./table.js";
 import * as ui from "./ui.js";
+import * as writer from "./writer.js";
 
 /**
  * Every benchmark, in order. Each is a module exporting `run(): Promise<BenchResult>`
@@ -15,6 +16,7 @@ import * as ui from "./ui.js";
 const BENCHMARKS: [name: string, module: BenchModule][] = [
   ["ingest", ingest],
   ["decode", decode],
+  ["writer", writer],
   ["otlp", otlp],
   ["sdk", sdk],
   ["digest", digest],

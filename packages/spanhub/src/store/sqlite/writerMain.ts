@@ -1,4 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
+import type { Submission } from "../../model/event.js";
 import type { FoldMode } from "../store.js";
 import { openDatabase } from "./openDatabase.js";
 import { SqliteDigests } from "./sqliteDigests.js";
@@ -56,7 +57,11 @@ port.on("message", (request: WriterRequest) => {
   try {
     switch (request.type) {
       case "append":
-        response = { id: request.id, ok: true, value: writer.append(request.submissions) };
+        response = {
+          id: request.id,
+          ok: true,
+          value: writer.append(request.submissions.map((json) => JSON.parse(json) as Submission)),
+        };
         scheduleFold();
         break;
       case "catchUp":

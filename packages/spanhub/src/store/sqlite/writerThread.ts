@@ -1,10 +1,11 @@
 import { Worker } from "node:worker_threads";
-import type { Submission, SubmitResult } from "../../model/event.js";
+import type { SubmitResult } from "../../model/event.js";
 import type { Micros } from "../../model/time.js";
 import type { FoldMode } from "../store.js";
 
 export type WriterRequest =
-  | { id: number; type: "append"; submissions: Submission[] }
+  /** Each submission as JSON text. */
+  | { id: number; type: "append"; submissions: string[] }
   | { id: number; type: "prune"; before: Micros }
   | { id: number; type: "catchUp"; rid: number }
   | { id: number; type: "close" };
@@ -61,7 +62,7 @@ export class WriterThread {
     this.worker.on("error", (error) => this.failAll(error));
   }
 
-  append(submissions: Submission[]): Promise<SubmitResult[]> {
+  append(submissions: string[]): Promise<SubmitResult[]> {
     return this.call({ id: 0, type: "append", submissions });
   }
 
