@@ -42,7 +42,10 @@ function submissions(load: ScoutLoad, count: number): Submission[] {
   });
 }
 
-/** µs per span of `SqliteWriter.append`, parsing each submission's JSON text first as the writer thread does. */
+/**
+ * µs per span of `SqliteWriter.append`, parsing each submission's JSON text first as the writer thread
+ * does: the best round, since the machine's noise only ever adds time.
+ */
 function writerCost(shape: FrameShape, perCommit: number): number {
   const root = mkdtempSync(join(tmpdir(), "spanhub-bench-writer-"));
   try {
@@ -52,20 +55,20 @@ function writerCost(shape: FrameShape, perCommit: number): number {
       throw error;
     });
     const load = new ScoutLoad(shape);
-    let ms = 0;
+    let best = Number.POSITIVE_INFINITY;
     for (let done = 0; done < REQUESTS; done += ROUND_REQUESTS) {
       const texts = submissions(load, ROUND_REQUESTS).map((submission) => JSON.stringify(submission));
       db.pragma("wal_checkpoint(PASSIVE)");
       const started = performance.now();
       for (let index = 0; index < texts.length; index += perCommit)
         writer.append(texts.slice(index, index + perCommit).map((text) => JSON.parse(text) as Submission));
-      ms += performance.now() - started;
+      best = Math.min(best, performance.now() - started);
     }
     const stored = db.prepare("SELECT count(*) FROM spans").pluck().get() as number;
     db.close();
     const spans = Math.ceil(REQUESTS / ROUND_REQUESTS) * ROUND_REQUESTS * SPANS_PER_REQUEST;
     if (stored !== spans) throw new Error(`stored ${stored} spans of ${spans}`);
-    return (ms * 1000) / spans;
+    return (best * 1000) / (ROUND_REQUESTS * SPANS_PER_REQUEST);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -96,7 +99,7 @@ export async function run(): Promise<BenchResult> {
         `writer: ${formatCount(spans)} ${shape} spans in commits of ${perCommit} requests, then the raw ceiling`,
       );
       const micros = writerCost(shape, perCommit);
-      const raw = 1e6 / rawCeiling(spans).spansPerSecond;
+      const raw = 1e6 / Math.max(...[1, 2, 3].map(() => rawCeiling(spans).spansPerSecond));
       rows.push([
         `SqliteWriter.append, ${shape} frames, commits of ${perCommit} requests`,
         micros.toFixed(2),
@@ -119,8 +122,8 @@ export async function run(): Promise<BenchResult> {
     columns: ["what", "µs/span", "spans/s", "raw µs/span", "vs raw"],
     rows,
     notes: [
-      "raw: bench/ingest's ceiling (the same rows, one transaction, 2 indexes), measured right after each writer run.",
-      `writer: ${formatCount(REQUESTS)} requests of ${SPANS_PER_REQUEST} spans into a fresh file (WAL, synchronous=FULL), each submission parsed from its JSON text inside the timing as the writer thread does; the WAL is checkpointed untimed every ${ROUND_REQUESTS} requests.`,
+      "raw: bench/ingest's ceiling (the same rows, one transaction, 2 indexes, best of 3), measured right after each writer run.",
+      `writer: ${formatCount(REQUESTS)} requests of ${SPANS_PER_REQUEST} spans into a fresh file (WAL, synchronous=FULL) in rounds of ${ROUND_REQUESTS}, each submission parsed from its JSON text inside the timing as the writer thread does; the WAL is checkpointed untimed between rounds; the best round.`,
       "hand-off: serialize + deserialize (what postMessage does) against JSON.stringify + JSON.parse of the same submissions, best of 5.",
     ],
   };
