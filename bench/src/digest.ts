@@ -9,6 +9,7 @@ import { openDatabase } from "spanhub/internal/store/sqlite/openDatabase.js";
 import { SqliteDigests } from "spanhub/internal/store/sqlite/sqliteDigests.js";
 import { SqliteStore } from "spanhub/internal/store/sqlite/sqliteStore.js";
 import { SqliteWriter } from "spanhub/internal/store/sqlite/sqliteWriter.js";
+import { toWire } from "spanhub/internal/store/sqlite/writerWire.js";
 import { killOnExit, removeOnExit } from "./cleanup.js";
 import { endToEnd } from "./ingest.js";
 import { elapsed, positive, progress } from "./progress.js";
@@ -170,7 +171,7 @@ function buildRuns(data: string): SealTiming[] {
       const rid = ridOf.get(runId) as number;
       digests.foldRun(rid);
       progress(`digest: ${formatCount(size)} events written and folded in ${elapsed(phase)}`);
-      writer.append([{ events: [{ kind: "run_end", runId, time: T0 + size * 1000 }] }]);
+      writer.append([toWire({ events: [{ kind: "run_end", runId, time: T0 + size * 1000 }] })]);
       const times: number[] = [];
       for (let repeat = 0; repeat < SEAL_REPEATS; repeat++) {
         const start = performance.now();
@@ -190,7 +191,7 @@ function buildRuns(data: string): SealTiming[] {
         const behindRid = ridOf.get(behindId) as number;
         digests.foldRun(behindRid);
         writeSpans(writer, behindId, size, BEHIND);
-        writer.append([{ events: [{ kind: "run_end", runId: behindId, time: T0 + (size + BEHIND) * 1000 }] }]);
+        writer.append([toWire({ events: [{ kind: "run_end", runId: behindId, time: T0 + (size + BEHIND) * 1000 }] })]);
         const start = performance.now();
         const folded = digests.seal(behindRid);
         const took = performance.now() - start;
@@ -227,7 +228,7 @@ function writeSpans(writer: SqliteWriter, runId: string, from: number, count: nu
         ...(index % 50 === 0 ? { status: "failed" as const, error: { type: "Timeout", message: "slow" } } : {}),
       });
     }
-    writer.append([{ events }]);
+    writer.append([toWire({ events })]);
   }
 }
 

@@ -12,6 +12,7 @@ import { openDatabase } from "../src/store/sqlite/openDatabase.js";
 import { SqliteDigests } from "../src/store/sqlite/sqliteDigests.js";
 import { SqliteStore } from "../src/store/sqlite/sqliteStore.js";
 import { SqliteWriter } from "../src/store/sqlite/sqliteWriter.js";
+import { toWire } from "../src/store/sqlite/writerWire.js";
 import {
   assertSealed,
   makeTempDir,
@@ -243,7 +244,7 @@ describe("digest: store reads and refolds", () => {
       const writer = new SqliteWriter(db, undefined, (error) => {
         throw error;
       });
-      writer.append([{ events: [spanStart("bad", "a", null, T0), spanStart("good", "b", null, T0)] }]);
+      writer.append([toWire({ events: [spanStart("bad", "a", null, T0), spanStart("good", "b", null, T0)] })]);
       // A digest row nobody can read: folding "bad" throws.
       db.prepare(
         "INSERT INTO digests (rid, schema_version, watermark_seq, failed_spans, side_rows, body) SELECT rid, 1, 0, 0, 1, '{bad' FROM runs WHERE id = 'bad'",

@@ -11,6 +11,7 @@ import { migrate } from "../src/store/sqlite/migrations.js";
 import { openDatabase } from "../src/store/sqlite/openDatabase.js";
 import { type PendingFold, SqliteDigests } from "../src/store/sqlite/sqliteDigests.js";
 import { SqliteWriter } from "../src/store/sqlite/sqliteWriter.js";
+import { toWire } from "../src/store/sqlite/writerWire.js";
 import { makeTempDir, removeDir, T0 } from "./helpers.js";
 
 /**
@@ -146,13 +147,13 @@ function applyStep(engine: Engine, runId: string, step: Step): void {
   const rid = ridOf(engine, runId);
   switch (step.op) {
     case "append":
-      engine.writer.append([{ events: step.events }]);
+      engine.writer.append([toWire({ events: step.events })]);
       // A resend without a batch id lands twice: the fold must still count each span once.
-      if (step.duplicate) engine.writer.append([{ events: step.events }]);
+      if (step.duplicate) engine.writer.append([toWire({ events: step.events })]);
       return;
     case "end":
       engine.writer.append([
-        {
+        toWire({
           events: [
             {
               kind: "run_end",
@@ -161,7 +162,7 @@ function applyStep(engine: Engine, runId: string, step: Step): void {
               ...(step.status ? { status: step.status, reason: step.reason } : {}),
             },
           ],
-        },
+        }),
       ]);
       return;
     case "fold":

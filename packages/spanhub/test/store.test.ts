@@ -213,6 +213,36 @@ describe("SQLite store", () => {
     }
   });
 
+  it("keeps each chunk's body as the run's events in arrival order without their run id, however submissions mix runs", async () => {
+    const dataDir = newDataDir();
+    const a1 = runStart("a", T0, { name: "first" });
+    const b1 = runStart("b", T0);
+    const a2 = span("a", "s1", null, T0, T0 + 1, { tags: { k: "v" } });
+    const b2 = runEnd("b", T0 + 2);
+    const a3 = spanLog("a", "s1", T0 + 3, "line");
+    const bLate = spanTag("b", "s9", T0 + 4, { after: "end" });
+    await withStore({ dataDir }, async (store) => {
+      // One transaction: two submissions, each interleaving both runs.
+      await store.append([{ events: [a1, b1, a2] }, { events: [b2, a3] }]);
+      await store.append([{ events: [bLate] }]);
+    });
+    const stored = ({ runId: _run, ...event }: RunEvent) => event;
+    const db = new Database(join(dataDir, "spanhub.db"), { readonly: true });
+    try {
+      const bodies = (runId: string) =>
+        (
+          db
+            .prepare("SELECT body FROM log WHERE rid = (SELECT rid FROM runs WHERE id = ?) ORDER BY seq")
+            .pluck()
+            .all(runId) as string[]
+        ).map((body) => JSON.parse(body));
+      assert.deepEqual(bodies("a"), [[stored(a1), stored(a2), stored(a3)]]);
+      assert.deepEqual(bodies("b"), [[stored(b1), stored(b2)], [{ ...stored(bLate), late: true }]]);
+    } finally {
+      db.close();
+    }
+  });
+
   it("names an unknown engine in the error", () => {
     assert.throws(
       () => createStore({ engine: "cassandra", dataDir: newDataDir() }),

@@ -74,8 +74,18 @@ export class LogChunks {
     return tags;
   }
 
-  /** Appends consecutive entries (seqs ascending, no gaps) of one run. */
-  append(rid: number, entries: FoldEntry[], at: Micros): void {
+  /**
+   * Appends consecutive entries (seqs ascending, no gaps) of one run. `texts`, when given, are the
+   * entries already as JSON arrays of their stored form, in order: a chunk's body is made of them.
+   */
+  append(rid: number, entries: FoldEntry[], at: Micros, texts?: string[]): void {
+    const seq = entries[0]?.seq;
+    if (seq === undefined) return;
+    if (texts && entries.length <= MAX_CHUNK_EVENTS) {
+      const body = texts.length === 1 ? (texts[0] as string) : `[${texts.map((text) => text.slice(1, -1)).join(",")}]`;
+      this.insert.run(rid, seq, seq + entries.length - 1, at, body);
+      return;
+    }
     for (let start = 0; start < entries.length; start += MAX_CHUNK_EVENTS) {
       const chunk = entries.slice(start, start + MAX_CHUNK_EVENTS);
       const first = chunk[0] as FoldEntry;

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import type { FoldEntry } from "../../digest/fold.js";
-import type { AppEvent, RunEvent, Submission, SubmitResult, Tags } from "../../model/event.js";
+import type { AppEvent, RunEvent, SubmitResult, Tags } from "../../model/event.js";
 import { type Micros, nowMicros } from "../../model/time.js";
 import { applyRunEvent, applySpanEvent, isLate, newRun, newSpan } from "../apply.js";
 import type { RunRecord, SpanRecord } from "../records.js";
@@ -18,6 +18,7 @@ import {
   spanRecord,
 } from "./rows.js";
 import type { SqliteDigests } from "./sqliteDigests.js";
+import type { WireSubmission } from "./writerWire.js";
 
 /** A run loaded into a write transaction, saved once at its end. */
 interface OpenRun {
@@ -28,6 +29,8 @@ interface OpenRun {
   spans: Map<string, OpenSpan>;
   /** What this transaction appended to its log: written as chunks at its end, and folded by a seal without reading it back. */
   appended: FoldEntry[];
+  /** The JSON of `appended` as it arrived, one text per submission; undefined once an entry is late (its log entry says so). */
+  texts: string[] | undefined;
   /** A run end took effect: the digest is sealed in this transaction. */
   ended: boolean;
   /** Set when the digest of a run created here was sealed before its row was written. */
@@ -49,7 +52,7 @@ interface OpenSpan {
 export class SqliteWriter {
   private readonly statements;
   private readonly log: LogChunks;
-  private readonly appendTransaction: Database.Transaction<(submissions: Submission[]) => SubmitResult[]>;
+  private readonly appendTransaction: Database.Transaction<(submissions: WireSubmission[]) => SubmitResult[]>;
 
   constructor(
     db: Database.Database,
@@ -78,11 +81,11 @@ export class SqliteWriter {
         last_seen_us = excluded.last_seen_us`),
     };
     this.log = new LogChunks(db);
-    this.appendTransaction = db.transaction((submissions: Submission[]) => this.applySubmissions(submissions));
+    this.appendTransaction = db.transaction((submissions: WireSubmission[]) => this.applySubmissions(submissions));
   }
 
   /** IMMEDIATE: takes the write lock first, so writers in other processes queue on busy_timeout. */
-  append(submissions: Submission[]): SubmitResult[] {
+  append(submissions: WireSubmission[]): SubmitResult[] {
     return this.appendTransaction.immediate(submissions);
   }
 
@@ -90,7 +93,7 @@ export class SqliteWriter {
     return this.statements.pruneBatches.run(before).changes;
   }
 
-  private applySubmissions(submissions: Submission[]): SubmitResult[] {
+  private applySubmissions(submissions: WireSubmission[]): SubmitResult[] {
     const now = nowMicros();
     const open = new Map<string, OpenRun>();
     let nextRid = 0;
@@ -101,38 +104,46 @@ export class SqliteWriter {
         continue;
       }
       const lateEnds: string[] = [];
-      for (const event of submission.events) {
-        let run = open.get(event.runId);
+      for (const [runId, text] of submission.runs) {
+        const events = JSON.parse(text) as RunEvent[];
+        const first = events[0];
+        if (!first) continue;
+        let run = open.get(runId);
         if (!run) {
-          const row = this.statements.runById.get(event.runId) as RunRow | undefined;
-          if (row)
-            run = { rid: row.rid, record: runRecord(row), isNew: false, spans: new Map(), appended: [], ended: false };
+          const row = this.statements.runById.get(runId) as RunRow | undefined;
+          if (row) run = this.openRun(row.rid, runRecord(row), false);
           else {
             if (nextRid === 0) nextRid = (this.statements.maxRid.get() as number) + 1;
             // A coalesced span's `time` is its end: a run it creates starts when the span started.
-            const firstTime = event.kind === "span" ? event.startTime : event.time;
-            const record = newRun(event.runId, submission.app, firstTime, now);
-            run = { rid: nextRid++, record, isNew: true, spans: new Map(), appended: [], ended: false };
+            const firstTime = first.kind === "span" ? first.startTime : first.time;
+            run = this.openRun(nextRid++, newRun(runId, submission.app, firstTime, now), true);
           }
-          open.set(event.runId, run);
+          open.set(runId, run);
         }
+        run.texts?.push(text);
         const record = run.record;
-        const late = isLate(record, event);
-        if (late) record.lateCount += 1;
-        const seq = record.lastSeq + 1;
-        record.lastSeq = seq;
-        if (event.kind === "run_start" || event.kind === "run_tag" || event.kind === "run_end") {
-          if (!applyRunEvent(record, event, late)) lateEnds.push(record.id);
-          else if (event.kind === "run_end") run.ended = true;
-        } else this.applySpan(run, event, seq);
-        run.appended.push({ seq, late, event });
-        record.lastEventAt = now;
+        for (const event of events) {
+          event.runId = runId;
+          const late = isLate(record, event);
+          if (late) {
+            record.lateCount += 1;
+            run.texts = undefined;
+          }
+          const seq = record.lastSeq + 1;
+          record.lastSeq = seq;
+          if (event.kind === "run_start" || event.kind === "run_tag" || event.kind === "run_end") {
+            if (!applyRunEvent(record, event, late)) lateEnds.push(record.id);
+            else if (event.kind === "run_end") run.ended = true;
+          } else this.applySpan(run, event, seq);
+          run.appended.push({ seq, late, event });
+          record.lastEventAt = now;
+        }
       }
       for (const appEvent of submission.appEvents ?? []) this.applyAppEvent(appEvent, now);
       results.push({ duplicate: false, lateEnds });
     }
     for (const run of open.values()) {
-      this.log.append(run.rid, run.appended, now);
+      this.log.append(run.rid, run.appended, now, run.texts);
       for (const span of run.spans.values()) this.saveSpan(run.rid, span);
     }
     // Every terminal transition seals in the transaction that ends the run, from the run's final state.
@@ -146,6 +157,10 @@ export class SqliteWriter {
     for (const run of open.values())
       if (run.ended && run.foldedSeq === undefined) this.sealQuietly(() => this.digests?.seal(run.rid, run.appended));
     return results;
+  }
+
+  private openRun(rid: number, record: RunRecord, isNew: boolean): OpenRun {
+    return { rid, record, isNew, spans: new Map(), appended: [], texts: [], ended: false };
   }
 
   private sealQuietly<T>(seal: () => T): T | undefined {

@@ -1,5 +1,4 @@
 import { parentPort, workerData } from "node:worker_threads";
-import type { Submission } from "../../model/event.js";
 import type { FoldMode } from "../store.js";
 import { openDatabase } from "./openDatabase.js";
 import { SqliteDigests } from "./sqliteDigests.js";
@@ -57,11 +56,7 @@ port.on("message", (request: WriterRequest) => {
   try {
     switch (request.type) {
       case "append":
-        response = {
-          id: request.id,
-          ok: true,
-          value: writer.append(request.submissions.map((json) => JSON.parse(json) as Submission)),
-        };
+        response = { id: request.id, ok: true, value: writer.append(request.submissions) };
         scheduleFold();
         break;
       case "catchUp":

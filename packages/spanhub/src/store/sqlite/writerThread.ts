@@ -2,10 +2,10 @@ import { Worker } from "node:worker_threads";
 import type { SubmitResult } from "../../model/event.js";
 import type { Micros } from "../../model/time.js";
 import type { FoldMode } from "../store.js";
+import type { WireSubmission } from "./writerWire.js";
 
 export type WriterRequest =
-  /** Each submission as JSON text. */
-  | { id: number; type: "append"; submissions: string[] }
+  | { id: number; type: "append"; submissions: WireSubmission[] }
   | { id: number; type: "prune"; before: Micros }
   | { id: number; type: "catchUp"; rid: number }
   | { id: number; type: "close" };
@@ -62,7 +62,7 @@ export class WriterThread {
     this.worker.on("error", (error) => this.failAll(error));
   }
 
-  append(submissions: string[]): Promise<SubmitResult[]> {
+  append(submissions: WireSubmission[]): Promise<SubmitResult[]> {
     return this.call({ id: 0, type: "append", submissions });
   }
 
