@@ -69,10 +69,6 @@ export interface TracerStats extends SenderStats {
 const COMPACT_BATCH = "compact_batch";
 const DEFAULTS = { flushIntervalMs: 1000, maxQueueBytes: 8 * 1024 * 1024, maxSpansPerRequest: 10_000 };
 const FLUSH_TIMEOUT_MS = 10_000;
-/** Encoding of finished requests per event-loop turn: about as long as a burst's own recording. */
-const ENCODE_SLICE_MS = 0.1;
-/** Finished requests waiting to be encoded; past this many, requests are encoded as they end. */
-const MAX_FINISHED = 64;
 /** How long a flush waits for a new connection's `Status` answer, so it encodes for the right agent. */
 const HELLO_WAIT_MS = 3000;
 
@@ -103,27 +99,13 @@ export class Tracer {
   private dialectKnown = false;
   /** Whether the latest connection's agent accepted the `compact_batch` extension in its `Register` reply. */
   private compactAccepted = false;
-  /**
-   * Finished requests not encoded yet, oldest first. A request is encoded soon after it ends,
-   * between the application's event-loop turns (`encodeFinished`), so that a burst of requests
-   * ending together does not also pay for their encoding before the loop can run timers; a flush
-   * encodes what is left first, and only writes.
-   */
-  private finished: RequestRecord[] = [];
-  private encodeScheduled = false;
-  private readonly encodeSlice = () => {
-    this.encodeScheduled = false;
-    this.encodeFinished(ENCODE_SLICE_MS);
-  };
+  /** A finished request is encoded at once, into the sender's queue: a flush only writes. */
   private readonly endRequest = (request: RequestRecord) => {
     this.open.delete(request);
-    const finished = this.finished;
-    finished.push(request);
-    // A long synchronous run of requests: encode as they end, keeping only a bounded backlog alive.
-    if (finished.length > MAX_FINISHED) this.encode(finished.shift() as RequestRecord);
-    else if (!this.encodeScheduled) {
-      this.encodeScheduled = true;
-      setImmediate(this.encodeSlice).unref();
+    try {
+      this.send(request, request.endMs as number);
+    } catch {
+      // Recording problems never reach the application.
     }
   };
   private readonly onBeforeExit = () => this.flushBeforeExit();
@@ -351,37 +333,9 @@ export class Tracer {
    * encoded when they ended), then sends: one socket write of ready bytes.
    */
   private collect(all: boolean): void {
-    this.encodeFinished(Number.POSITIVE_INFINITY);
     const now = nowMs();
     for (const request of this.open) if (all || now - request.lastSentMs >= this.interval) this.send(request, now);
     this.sender.kick();
-  }
-
-  /**
-   * Encodes finished requests, oldest first, for about `budgetMs` (at least one); schedules the
-   * rest for the next turn of the event loop.
-   */
-  private encodeFinished(budgetMs: number): void {
-    const finished = this.finished;
-    if (finished.length === 0) return;
-    const start = nowMs();
-    let index = 0;
-    do this.encode(finished[index++] as RequestRecord);
-    while (index < finished.length && nowMs() - start < budgetMs);
-    finished.splice(0, index);
-    if (finished.length > 0 && !this.encodeScheduled) {
-      this.encodeScheduled = true;
-      setImmediate(this.encodeSlice).unref();
-    }
-  }
-
-  /** A finished request's last batch, encoded into the sender's queue. */
-  private encode(request: RequestRecord): void {
-    try {
-      this.send(request, request.endMs as number);
-    } catch {
-      // Recording problems never reach the application.
-    }
   }
 
   /** Encodes what `request` has not sent yet as one batch and queues it. */

@@ -320,35 +320,4 @@ describe("tracer against a real agent", () => {
       8,
     );
   });
-
-  test("a finished request is encoded between event-loop turns; a long synchronous run keeps a bounded backlog; flush sends all", async () => {
-    const soon = createTracer({ app: "soon", socket: home.socket, launch: false, flushIntervalMs: 60_000 });
-    assert.equal(await soon.flush(), true, "connected");
-    const ids: string[] = [];
-    const requests = (count: number) => {
-      for (let index = 0; index < count; index++)
-        soon.request(`sync ${ids.length}`, (root) => {
-          ids.push(root.runId);
-          soon.span("child", (span) => span.tag("index", index));
-        });
-    };
-    requests(10);
-    assert.equal(soon.stats().queuedBatches, 0, "the burst itself pays only for recording");
-    // Encoded in slices on the next turns of the event loop, then waiting for the flush.
-    await waitFor(() => (soon.stats().queuedBatches === 10 ? true : undefined), "the requests encoded without a flush");
-    requests(200);
-    const queued = soon.stats().queuedBatches;
-    assert.ok(queued >= 210 - 64 && queued < 210, `${queued} queued: at most 64 requests wait to be encoded`);
-    assert.equal(await soon.flush(), true);
-    await soon.shutdown();
-    const runs = new Set(readStore(home).runs.map((row) => row.id));
-    assert.ok(
-      ids.every((id) => runs.has(id)),
-      "every request stored",
-    );
-    assert.equal(
-      ids.map((id) => spansOf(id).length).reduce((sum, spans) => sum + spans, 0),
-      2 * ids.length,
-    );
-  });
 });
