@@ -24,7 +24,9 @@ export async function withAgent<T>(
   const data = join(root, "data");
   let agent: ChildProcess | undefined;
   try {
-    agent = spawn(process.execPath, [CLI, "agent", "--socket", socket, "--data", data], {
+    // BENCH_AGENT_NICE: the agent's --nice (unset: its default), to compare the agent's priorities.
+    const nice = process.env.BENCH_AGENT_NICE ? ["--nice", process.env.BENCH_AGENT_NICE] : [];
+    agent = spawn(process.execPath, [CLI, "agent", "--socket", socket, "--data", data, ...nice], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, SPANHUB_LOG_LEVEL: process.env.SPANHUB_LOG_LEVEL ?? "warn" },
     });

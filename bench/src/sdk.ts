@@ -38,7 +38,8 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
  * Environment: BENCH_SDK_ROUNDS (default 20), BENCH_SDK_REQUESTS (requests per round, default 1000),
  * BENCH_SECONDS (seconds per agent measurement, default 5), BENCH_SDK_PARTS (a subset of
  * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each of off, on into
- * the agent and on into the sink, taking turns, default 3).
+ * the agent and on into the sink, taking turns, default 3), BENCH_SDK_ELD_MODES (a subset of
+ * "off,agent,sink", default all), BENCH_AGENT_NICE (the real agent's `--nice`, default its own: 10).
  */
 
 const SELF = fileURLToPath(import.meta.url);
@@ -229,7 +230,10 @@ export async function run(): Promise<BenchResult> {
   }
   if (PARTS.has("eld")) {
     // The modes take turns, so that a change in the machine's load touches them alike.
-    const modes: EldMode[] = ["off", "agent", "sink"];
+    const modes = (process.env.BENCH_SDK_ELD_MODES ?? "off,agent,sink")
+      .split(",")
+      .map((mode) => mode.trim())
+      .filter((mode): mode is EldMode => mode === "off" || mode === "agent" || mode === "sink");
     const results: Record<EldMode, EldResult[]> = { off: [], agent: [], sink: [] };
     for (let round = 0; round < ELD_PAIRS; round++)
       for (let turn = 0; turn < modes.length; turn++) {

@@ -127,23 +127,15 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
     w.byte(0x2d); // -
     w.int(request.batches + 1);
     w.encoded(B.commands);
-    const empty = w.length;
-    let first = true;
-    const command = (start: Encoded) => {
-      if (first) first = false;
-      else w.byte(0x2c);
-      w.encoded(start);
-    };
-    // The command and `{"span_id":"<id>`: what follows starts by closing the id's quote.
-    const spanCommand = (start: Encoded, span: SpanRecord) => {
-      command(start);
-      writeSpanId(w, span);
-    };
+    // Each command is written with its leading comma; the first comma becomes the array's bracket.
+    const commands = w.mark;
+    // Every span of a request has the request's id prefix.
+    if (request.spanPrefix !== ids.text) ids = idHeads(request.spanPrefix);
     const requestTags = request.tags;
     request.tags = undefined;
     if (!request.startSent) {
       request.startSent = true;
-      command(B.startRequest);
+      w.encoded(B.startRequest);
       writeTime(w, request.startMs);
       w.encoded(B.name);
       names.write(w, request.name);
@@ -162,7 +154,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       w.encoded(B.close);
     } else if (requestTags)
       for (let index = 0; index < requestTags.length; index += 2) {
-        command(B.tagRequest);
+        w.encoded(B.tagRequest);
         writeValue(w, requestTags[index]);
         w.encoded(B.value);
         writeValue(w, requestTags[index + 1]);
@@ -170,7 +162,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       }
     if (request.droppedSpans !== request.droppedSent) {
       request.droppedSent = request.droppedSpans;
-      command(B.droppedSpans);
+      w.encoded(B.droppedSpans);
       w.raw(`${request.droppedSpans}`);
       w.encoded(B.close);
     }
@@ -185,41 +177,48 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       const newLogs = logs !== undefined && span.logsSent < logs.length;
       let stopped = false;
       if (!span.startSent) {
+        // The hot path: fixed JSON joined with what follows it where it can be (the id prefix, the
+        // span name and its "timestamp" key, the closing quote of a time and what comes next).
         span.startSent = true;
-        spanCommand(B.startSpan, span);
+        w.encoded(ids.startSpan);
+        w.hex10(span.idCounter);
         const parent = span.parent;
         if (parent === null) w.encoded(B.parentNull);
         else {
-          w.encoded(B.parentId);
-          writeSpanId(w, parent);
+          w.encoded(ids.parentId);
+          w.hex10(parent.idCounter);
           w.encoded(B.operation);
         }
-        names.write(w, span.name);
-        w.encoded(B.timestamp);
-        writeTime(w, span.startMs);
-        if (span.kind !== undefined) {
-          w.raw(',"kind":');
-          w.str(span.kind);
-        }
-        if (span.rpcService !== undefined) {
-          w.raw(',"rpc_service":');
-          w.str(span.rpcService);
-          w.raw(',"rpc_method":');
-          w.str(span.rpcMethod as string);
-        }
-        if (tags) {
-          w.encoded(B.tags);
-          writeTags(w, tags);
-        }
+        operations.write(w, span.name);
+        writeTimeDigits(w, span.startMs);
+        if (span.kind !== undefined || span.rpcService !== undefined) {
+          w.encoded(B.timeEnd);
+          if (span.kind === "request") w.encoded(B.kindRequest);
+          else if (span.kind !== undefined) {
+            w.raw(',"kind":');
+            w.str(span.kind);
+          }
+          if (span.rpcService !== undefined) {
+            w.raw(',"rpc_service":');
+            w.str(span.rpcService);
+            w.raw(',"rpc_method":');
+            w.str(span.rpcMethod as string);
+          }
+          if (tags) w.encoded(B.tags);
+        } else w.encoded(tags ? B.timeEndTags : B.timeEnd);
+        if (tags) writeTags(w, tags);
         if (span.endMs !== undefined && !newLogs) {
           stopped = true;
           w.encoded(B.stopTimestamp);
-          writeTime(w, span.endMs);
-          if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
-        }
-        w.encoded(B.close);
+          writeTimeDigits(w, span.endMs);
+          if (span.status !== undefined || span.error !== undefined) {
+            w.encoded(B.timeEnd);
+            w.utf8(outcomeFields(span.status, span.error));
+            w.encoded(B.close);
+          } else w.encoded(B.timeEndClose);
+        } else w.encoded(B.close);
       } else if (tags) {
-        spanCommand(B.tagSpan, span);
+        writeSpanCommand(w, B.tagSpan, span);
         w.byte(0x22);
         w.encoded(B.tags);
         writeTags(w, tags);
@@ -228,7 +227,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       if (newLogs) {
         for (let log = span.logsSent; log < logs.length; log++) {
           const entry = logs[log] as { time: number; text: string };
-          spanCommand(B.logSpan, span);
+          writeSpanCommand(w, B.logSpan, span);
           w.raw('","text":');
           w.str(entry.text);
           w.encoded(B.timestamp);
@@ -239,7 +238,7 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
       }
       if (span.endMs === undefined) open?.push(span);
       else if (!stopped) {
-        spanCommand(B.stopSpan, span);
+        writeSpanCommand(w, B.stopSpan, span);
         w.encoded(B.quotedTimestamp);
         writeTime(w, span.endMs);
         if (span.status !== undefined || span.error !== undefined) w.utf8(outcomeFields(span.status, span.error));
@@ -248,17 +247,18 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
     }
     request.spans = open ?? [];
     if (ended) {
-      command(B.finishRequest);
+      w.encoded(B.finishRequest);
       writeTime(w, request.endMs as number);
       if (request.status !== undefined || request.error !== undefined)
         w.utf8(outcomeFields(request.status, request.error));
       w.encoded(B.close);
     }
     request.lastSentMs = nowMs;
-    if (w.length === empty) {
+    if (w.mark === commands) {
       w.abort();
       return undefined;
     }
+    w.setByte(commands, 0x5b); // [
     w.encoded(B.end);
     request.batches += 1;
     return w.end();
@@ -272,27 +272,28 @@ export function encodeRequestFrame(request: RequestRecord, nowMs: number, w: Fra
 const B = encoded({
   batch: '{"BatchCommand":{"request_id":"',
   batchId: '","batch_id":"',
-  commands: '","commands":[',
+  commands: '","commands":',
   end: "]}}",
   close: "}}",
   timestamp: ',"timestamp":',
   quotedTimestamp: '","timestamp":',
   timeEnd: 'Z"',
+  timeEndTags: 'Z","tags":',
+  timeEndClose: 'Z"}}',
+  kindRequest: ',"kind":"request"',
   stopTimestamp: ',"stop_timestamp":',
   name: ',"name":',
   tags: ',"tags":',
   value: ',"value":',
   parentNull: '","parent_id":null,"operation":',
-  parentId: '","parent_id":"',
   operation: '","operation":',
-  startRequest: '{"StartRequest":{"timestamp":',
-  tagRequest: '{"TagRequest":{"tag":',
-  droppedSpans: '{"TagRequest":{"tag":"spanhub.dropped_spans","value":',
-  startSpan: '{"StartSpan":{"span_id":"',
-  tagSpan: '{"TagSpan":{"span_id":"',
-  logSpan: '{"LogSpan":{"span_id":"',
-  stopSpan: '{"StopSpan":{"span_id":"',
-  finishRequest: '{"FinishRequest":{"timestamp":',
+  startRequest: ',{"StartRequest":{"timestamp":',
+  tagRequest: ',{"TagRequest":{"tag":',
+  droppedSpans: ',{"TagRequest":{"tag":"spanhub.dropped_spans","value":',
+  tagSpan: ',{"TagSpan":{"span_id":"',
+  logSpan: ',{"LogSpan":{"span_id":"',
+  stopSpan: ',{"StopSpan":{"span_id":"',
+  finishRequest: ',{"FinishRequest":{"timestamp":',
 });
 
 function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: Encoded } {
@@ -301,17 +302,26 @@ function encoded<T extends Record<string, string>>(texts: T): { [K in keyof T]: 
   return out as { [K in keyof T]: Encoded };
 }
 
-/** A span id: the process's prefix (pre-encoded, it rarely changes) and the counter in hex. */
-function writeSpanId(w: FrameWriter, span: SpanRecord): void {
-  if (span.idPrefix !== idPrefix) {
-    idPrefix = span.idPrefix;
-    idPrefixBytes = encodeText(idPrefix);
-  }
-  w.encoded(idPrefixBytes);
+/** A command about a span (`start`, with its leading comma) and its `span_id`, whose quote is left open. */
+function writeSpanCommand(w: FrameWriter, start: Encoded, span: SpanRecord): void {
+  w.encoded(start);
+  w.encoded(ids.prefix);
   w.hex10(span.idCounter);
 }
-let idPrefix = "";
-let idPrefixBytes: Encoded = encodeText("");
+
+/**
+ * A span id is the process's prefix (it rarely changes) and a counter in hex: the prefix is kept
+ * pre-encoded, alone and joined with the fixed JSON that comes before it in a StartSpan.
+ */
+function idHeads(prefix: string) {
+  return {
+    text: prefix,
+    prefix: encodeText(prefix),
+    startSpan: encodeText(`,{"StartSpan":{"span_id":"${prefix}`),
+    parentId: encodeText(`","parent_id":"${prefix}`),
+  };
+}
+let ids = idHeads("");
 
 /**
  * Strings that repeat (span names, a tag key's values), kept as their JSON, so writing one again
@@ -323,12 +333,17 @@ class RepeatCache {
   private values: Map<string, Encoded> | undefined = new Map();
   private hits = 0;
 
-  constructor(private readonly capacity: number) {}
+  /** `suffix`: fixed JSON that always follows these strings, kept with them. */
+  constructor(
+    private readonly capacity: number,
+    private readonly suffix?: Encoded,
+  ) {}
 
   write(w: FrameWriter, value: string): void {
     const values = this.values;
     if (values === undefined) {
       w.str(value);
+      if (this.suffix) w.encoded(this.suffix);
       return;
     }
     const cached = values.get(value);
@@ -339,6 +354,7 @@ class RepeatCache {
     }
     const mark = w.mark;
     w.str(value);
+    if (this.suffix) w.encoded(this.suffix);
     if (value.length > CACHED_STRING_MAX) return;
     if (values.size >= this.capacity) {
       if (this.hits < values.size) {
@@ -354,13 +370,21 @@ class RepeatCache {
 
 const CACHED_STRING_MAX = 256;
 const names = new RepeatCache(1024);
+/** Span names, each with the `,"timestamp":` that follows it in a StartSpan. */
+const operations = new RepeatCache(1024, B.timestamp);
 
 let timeSecond = Number.NaN;
 /** `"2026-11-23T08:47:25.` (with the opening quote) for `timeSecond`, pre-encoded. */
 let timePrefix: Encoded = encodeText("");
 
-/** An `isoMicros` timestamp, quoted: the second's prefix (cached), then the microseconds from a table. */
+/** An `isoMicros` timestamp, quoted. */
 function writeTime(w: FrameWriter, ms: number): void {
+  writeTimeDigits(w, ms);
+  w.encoded(B.timeEnd);
+}
+
+/** An `isoMicros` timestamp but its closing `Z"`: the second's prefix (cached), then the microseconds from a table. */
+function writeTimeDigits(w: FrameWriter, ms: number): void {
   const micros = microsIntoMinute(ms);
   const second = (micros / 1_000_000) | 0;
   const secondOfTime = Math.floor(ms / 60_000) * 60 + second;
@@ -369,22 +393,21 @@ function writeTime(w: FrameWriter, ms: number): void {
     timePrefix = encodeText(`"${isoMinutePrefix(ms)}${String(second).padStart(2, "0")}.`);
   }
   w.encoded(timePrefix);
-  const fraction = micros - second * 1_000_000;
-  const high = (fraction / 10_000) | 0;
-  const low = fraction - high * 10_000;
-  const middle = (low / 100) | 0;
-  w.twoDigits(high);
-  w.twoDigits(middle);
-  w.twoDigits(low - middle * 100);
-  w.encoded(B.timeEnd);
+  w.sixDigits(micros - second * 1_000_000);
 }
 
 /** Flattened tag pairs as one JSON object. */
 function writeTags(w: FrameWriter, tags: unknown[]): void {
   // Each pair is written with its leading comma (so a repeated one is one copy); the first comma becomes the brace.
   const open = w.mark;
+  const count = tags.length;
   let previous: TagKey | undefined;
-  for (let index = 0; index < tags.length; index += 2) {
+  // Pairs written as copies one after another (their values as last time), from `streakIndex`:
+  // kept on the first one's key as a run, so that next time they are one copy.
+  let streakStart: TagKey | undefined;
+  let streakIndex = 0;
+  let streakMark = 0;
+  for (let index = 0; index < count; ) {
     const key = tags[index] as string;
     // Code tags a span with the same keys in the same order: the key that followed last time is checked first.
     let entry = previous?.nextKey === key ? previous.next : undefined;
@@ -400,12 +423,68 @@ function writeTags(w: FrameWriter, tags: unknown[]): void {
         previous.next = entry;
       }
     }
-    entry.write(w, tags[index + 1]);
+    const run = entry.run;
+    if (run !== undefined) {
+      if (run.matches(tags, index)) {
+        if (streakStart !== undefined) {
+          keepRun(w, tags, streakStart, streakIndex, index, streakMark, previous as TagKey);
+          streakStart = undefined;
+        }
+        w.encoded(run.bytes);
+        previous = run.last;
+        index += run.pairs.length;
+        continue;
+      }
+      entry.run = undefined;
+    }
+    const value = tags[index + 1];
+    const pair = entry.copyOf(value);
+    if (pair !== undefined) {
+      if (streakStart === undefined) {
+        streakStart = entry;
+        streakIndex = index;
+        streakMark = w.mark;
+      }
+      w.encoded(pair);
+    } else {
+      if (streakStart !== undefined) {
+        keepRun(w, tags, streakStart, streakIndex, index, streakMark, previous as TagKey);
+        streakStart = undefined;
+      }
+      entry.write(w, value);
+    }
     previous = entry;
+    index += 2;
   }
+  if (streakStart !== undefined) keepRun(w, tags, streakStart, streakIndex, count, streakMark, previous as TagKey);
   if (w.mark === open) w.byte(0x7b);
   else w.setByte(open, 0x7b);
   w.byte(0x7d); // }
+}
+
+/** Keeps the pairs `tags[from..to)`, just written as copies from `mark` on, as a run on their first key. */
+function keepRun(w: FrameWriter, tags: unknown[], first: TagKey, from: number, to: number, mark: number, last: TagKey) {
+  if (to - from >= 4) first.run = new TagRun(tags.slice(from, to), w.encodedSince(mark), last);
+}
+
+/** Tag pairs that were written one after another, as they were last time: their JSON, one copy. */
+class TagRun {
+  constructor(
+    /** Keys and values, flattened as in `SpanRecord.tags` (primitives only: compared with `===`). */
+    readonly pairs: unknown[],
+    readonly bytes: Encoded,
+    /** The last pair's key, for the key-order guess that follows the run. */
+    readonly last: TagKey,
+  ) {}
+
+  /** Whether `tags` holds these pairs from `index` on. */
+  matches(tags: unknown[], index: number): boolean {
+    const pairs = this.pairs;
+    const length = pairs.length;
+    if (index + length > tags.length) return false;
+    for (let offset = 0; offset < length; offset++) if (tags[index + offset] !== pairs[offset]) return false;
+    return true;
+  }
 }
 
 /**
@@ -416,6 +495,8 @@ class TagKey {
   /** The key written after this one last time, and its entry. */
   nextKey: string | undefined;
   next: TagKey | undefined;
+  /** The run of repeated pairs that started with this key last time. */
+  run: TagRun | undefined;
   private readonly head: Encoded;
   private readonly values = new RepeatCache(VALUES_PER_KEY);
   private last: unknown;
@@ -425,16 +506,17 @@ class TagKey {
     this.head = encodeText(`,${JSON.stringify(key)}:`);
   }
 
+  /** `,"key":value` as written last time, when `value` is the same primitive. */
+  copyOf(value: unknown): Encoded | undefined {
+    return value === this.last ? this.pair : undefined;
+  }
+
+  /** Writes `,"key":value`, and keeps it when the same primitive comes twice in a row (an object may have changed since). */
   write(w: FrameWriter, value: unknown): void {
-    if (value === this.last && this.pair !== undefined) {
-      w.encoded(this.pair);
-      return;
-    }
     const mark = w.mark;
     w.encoded(this.head);
     if (typeof value === "string") this.values.write(w, value);
     else writeValue(w, value);
-    // Kept when the same primitive comes twice in a row: an object may have changed since.
     if (value !== this.last) {
       this.last = value;
       this.pair = undefined;

@@ -82,6 +82,10 @@ export function splitFrames(data: Buffer): string[] {
   return bodies;
 }
 
+/** The agent's answer to a stored batch, by far its most frequent reply: recognised by its bytes, not parsed. */
+const BATCH_STORED = Buffer.from(JSON.stringify({ BatchCommand: { result: "Success" } }));
+const BATCH_STORED_REPLY = Object.freeze({ BatchCommand: Object.freeze({ result: "Success" }) });
+
 /** Splits the agent's replies into parsed messages; a reply that is not JSON becomes `undefined`. */
 export class ReplyReader {
   private pending: Buffer = Buffer.alloc(0);
@@ -92,12 +96,13 @@ export class ReplyReader {
     while (buffer.length >= 4) {
       const size = buffer.readUInt32BE(0);
       if (buffer.length < 4 + size) break;
-      const body = buffer.subarray(4, 4 + size).toString("utf8");
-      try {
-        out.push(JSON.parse(body));
-      } catch {
-        out.push(undefined);
-      }
+      if (size === BATCH_STORED.length && BATCH_STORED.compare(buffer, 4, 4 + size) === 0) out.push(BATCH_STORED_REPLY);
+      else
+        try {
+          out.push(JSON.parse(buffer.toString("utf8", 4, 4 + size)));
+        } catch {
+          out.push(undefined);
+        }
       buffer = buffer.subarray(4 + size);
     }
     this.pending = buffer;
@@ -134,7 +139,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Two characters as a little-endian 16-bit value (the first in the low byte). */
 const pairOf = (text: string) => text.charCodeAt(0) | (text.charCodeAt(1) << 8);
-/** "00" to "ff" by byte value, and "00" to "99" by number, for `hex10` and `twoDigits`. */
+/** "00" to "ff" by byte value, and "00" to "99" by number, for `hex10` and `sixDigits`. */
 const HEX_PAIRS = Uint16Array.from({ length: 256 }, (_, byte) => pairOf(byte.toString(16).padStart(2, "0")));
 const DECIMAL_PAIRS = Uint16Array.from({ length: 100 }, (_, value) => pairOf(String(value).padStart(2, "0")));
 
@@ -284,11 +289,18 @@ export class FrameWriter {
     this.pos = pos + 10;
   }
 
-  /** A number from 0 to 99 as two digits, from a table. */
-  twoDigits(value: number): void {
-    if (this.pos + 2 > this.buf.length) this.grow(2);
-    this.view.setUint16(this.pos, DECIMAL_PAIRS[value] as number, true);
-    this.pos += 2;
+  /** A number from 0 to 999,999 as six digits: three pairs from a table. */
+  sixDigits(value: number): void {
+    if (this.pos + 6 > this.buf.length) this.grow(6);
+    const high = (value / 10_000) | 0;
+    const low = value - high * 10_000;
+    const middle = (low / 100) | 0;
+    const view = this.view;
+    const pos = this.pos;
+    view.setUint16(pos, DECIMAL_PAIRS[high] as number, true);
+    view.setUint16(pos + 2, DECIMAL_PAIRS[middle] as number, true);
+    view.setUint16(pos + 4, DECIMAL_PAIRS[low - middle * 100] as number, true);
+    this.pos = pos + 6;
   }
 
   /** A non-negative integer below 10^9, as JSON. */

@@ -46,7 +46,6 @@ type PendingTags = unknown[];
 export class SpanRecord implements Span {
   readonly recording = true;
   /** The id as prefix (the request's) and counter; the string (`id`) is made only when asked for. */
-  readonly idPrefix: string;
   readonly idCounter = nextSpanCounter();
   private idText: string | undefined;
   endMs: number | undefined;
@@ -71,12 +70,10 @@ export class SpanRecord implements Span {
     readonly name: string,
     /** A root span starts with its request, at the same moment. */
     readonly startMs = nowMs(),
-  ) {
-    this.idPrefix = request.spanPrefix;
-  }
+  ) {}
 
   get id(): string {
-    this.idText ??= formatSpanId(this.idPrefix, this.idCounter);
+    this.idText ??= formatSpanId(this.request.spanPrefix, this.idCounter);
     return this.idText;
   }
 

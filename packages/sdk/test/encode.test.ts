@@ -251,19 +251,40 @@ test("the agent decodes compact frames into the same events as extended ones, aw
 test("a tag key whose values never repeat stops caching them and still writes each one right", () => {
   const writer = new FrameWriter();
   for (let index = 0; index < 300; index++) {
-    const request = new RequestRecord(
-      `0af7651916cd43dd8448eb211c80${String(index).padStart(4, "0")}`,
-      "r",
-      10,
-      undefined,
-      () => {},
-    );
-    request.root.tag("unique.id", `id-${index}-"${index}"`).tag("repeated", "same");
-    request.end();
-    const [body] = splitFrames(encodeRequestFrame(request, 0, writer) as Buffer);
-    const start = (JSON.parse(body as string).BatchCommand.commands as Record<string, Record<string, unknown>>[]).find(
-      (command) => "StartSpan" in command,
-    )?.StartSpan;
-    assert.deepEqual(start?.tags, { "unique.id": `id-${index}-"${index}"`, repeated: "same" });
+    const tags = { "unique.id": `id-${index}-"${index}"`, repeated: "same" };
+    assert.deepEqual(rootTagsAsEncoded(writer, index, tags), tags);
   }
 });
+
+test("tags that repeat in the same order are copied as one run, and a value that changes inside the run is still written", () => {
+  const writer = new FrameWriter();
+  const rounds: Record<string, unknown>[] = [
+    { region: "eu", tier: 2, cached: false, kind: "web" },
+    { region: "eu", tier: 2, cached: false, kind: "web" },
+    { region: "eu", tier: 2, cached: false, kind: "web" },
+    { region: "eu", tier: 2, cached: false, kind: "web" },
+    { region: "eu", tier: 3, cached: false, kind: "web" },
+    { region: "eu", tier: 3, cached: false, kind: "web", extra: "x" },
+    { region: "eu", tier: 3, cached: false },
+    { region: "eu", tier: 3, cached: false, kind: "web" },
+  ];
+  for (const [index, tags] of rounds.entries()) {
+    assert.deepEqual(rootTagsAsEncoded(writer, index, tags), tags, `round ${index}`);
+  }
+});
+
+/** The tags of a one-span request (number `index`) tagged with `tags`, as its compact frame says them. */
+function rootTagsAsEncoded(writer: FrameWriter, index: number, tags: Record<string, unknown>): unknown {
+  const request = new RequestRecord(
+    `0af7651916cd43dd8448eb211c8${String(index).padStart(5, "0")}`,
+    "r",
+    10,
+    undefined,
+    () => {},
+  );
+  for (const [key, value] of Object.entries(tags)) request.root.tag(key, value);
+  request.end();
+  const [body] = splitFrames(encodeRequestFrame(request, 0, writer) as Buffer);
+  const commands = JSON.parse(body as string).BatchCommand.commands as Record<string, Record<string, unknown>>[];
+  return commands.find((command) => "StartSpan" in command)?.StartSpan?.tags;
+}

@@ -8,6 +8,7 @@ import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
 import { AgentRunningError, startSpanhub } from "../runtime/startSpanhub.js";
 import type { FoldMode } from "../store/store.js";
+import { lowerPriority } from "./niceness.js";
 import {
   abandonOption,
   createLogger,
@@ -17,6 +18,7 @@ import {
   foldOption,
   isLoopback,
   maxFrameOption,
+  niceOption,
   parseDuration,
   socketOption,
   traceIdleOption,
@@ -39,6 +41,7 @@ interface AgentFlags {
   exportOtlp: string[];
   durability: "full" | "normal";
   fold: FoldMode;
+  nice: number;
 }
 
 export function agentCommand(): Command {
@@ -56,12 +59,14 @@ export function agentCommand(): Command {
     .addOption(exportOtlpOption())
     .addOption(durabilityOption())
     .addOption(foldOption())
+    .addOption(niceOption())
     // Options after `status`/`stop` belong to them, not to `agent`.
     .enablePositionalOptions()
     .action(async (flags: AgentFlags) => {
       if (flags.daemonize) return daemonize(flags);
       const [httpHost, httpPort] = flags.http ? splitAddress(flags.http) : [];
       const otlpHttp = otlpAddress(flags.otlpHttp);
+      lowerPriority(flags.nice);
       try {
         const running = await startSpanhub({
           dataDir: resolve(flags.data),
@@ -165,6 +170,8 @@ async function daemonize(flags: AgentFlags): Promise<void> {
     flags.durability,
     "--fold",
     flags.fold,
+    "--nice",
+    String(flags.nice),
     ...(flags.tcp ? ["--tcp", flags.tcp] : []),
     ...(flags.http ? ["--http", flags.http] : []),
     ...(flags.otlpHttp ? ["--otlp-http", flags.otlpHttp === true ? DEFAULT_OTLP_HTTP : flags.otlpHttp] : []),

@@ -48,6 +48,27 @@ export const foldOption = () =>
     .choices(["all", "seal-only", "off"])
     .default("all");
 
+/**
+ * The agent shares the host's cores with the applications it traces, so by default it runs at a
+ * lower CPU priority (niceness 10) than they do: when both are runnable, the application's event
+ * loop is scheduled first.
+ */
+const DEFAULT_NICE = 10;
+export const niceOption = () =>
+  new Option(
+    "--nice <n>",
+    "CPU niceness of the whole process, 0 to 19: the agent yields to the applications it traces (0 keeps the inherited priority)",
+  )
+    .default(DEFAULT_NICE)
+    .argParser(parseNice);
+
+function parseNice(text: string): number {
+  const nice = Number(text);
+  if (!/^\d+$/.test(text.trim()) || nice > 19)
+    throw new InvalidArgumentError("a niceness is 0 (the inherited priority) to 19 (the lowest)");
+  return nice;
+}
+
 const MAX_FRAME_LIMIT = 128 * 1024 * 1024;
 
 export function parsePort(text: string): number {

@@ -4,6 +4,7 @@ import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
 import { AgentRunningError, type RunningSpanhub, type SpanhubOptions, startSpanhub } from "../runtime/startSpanhub.js";
 import type { FoldMode } from "../store/store.js";
+import { lowerPriority } from "./niceness.js";
 import {
   abandonOption,
   createLogger,
@@ -14,6 +15,7 @@ import {
   hostOption,
   isLoopback,
   maxFrameOption,
+  niceOption,
   portOption,
   socketOption,
   tokenOption,
@@ -33,6 +35,7 @@ interface ServeFlags {
   exportOtlp?: string[];
   durability: "full" | "normal";
   fold: FoldMode;
+  nice?: number;
 }
 
 export function upCommand(): Command {
@@ -41,8 +44,10 @@ export function upCommand(): Command {
     .addOption(socketOption())
     .option("--tcp <host:port>", "also accept agent connections on TCP (Scout agents default to 127.0.0.1:6590)")
     .addOption(exportOtlpOption())
+    .addOption(niceOption())
     .action(async (flags: ServeFlags, command: Command) => {
       checkToken(flags);
+      lowerPriority(flags.nice ?? 0);
       const dataGiven = command.getOptionValueSource("data") !== "default" || Boolean(process.env.SPANHUB_DATA);
       const running = await startUp(flags, dataGiven);
       printAndWait(running, running.socket ? undefined : flags.socket);
