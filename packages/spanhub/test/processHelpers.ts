@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 import { encodeFrame, FrameReader } from "../src/protocols/framing.js";
 
@@ -67,11 +68,21 @@ export function runCli(
 }
 
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, SPANHUB_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  spawned.add(child);
+  child.once("exit", () => spawned.delete(child));
+  return child;
 }
+
+const spawned = new Set<ChildProcess>();
+// A failed assertion skips its test's own stop(): what is still running is killed once the file's
+// tests end, or its open pipes would keep the test process, and the whole run, waiting forever.
+after(() => {
+  for (const child of spawned) child.kill("SIGKILL");
+});
 
 /** Collects a child's stdout and stderr as text. */
 export function captureOutput(child: ChildProcess): { out: () => string; err: () => string } {
