@@ -123,6 +123,7 @@ export class SqliteWriter {
         run.texts?.push(text);
         const record = run.record;
         for (const event of events) {
+          // The wire text leaves the run id out, as the log does; the event model has it.
           event.runId = runId;
           const late = isLate(record, event);
           if (late) {
