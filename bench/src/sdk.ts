@@ -39,7 +39,7 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
  * BENCH_SECONDS (seconds per agent measurement, default 5), BENCH_SDK_PARTS (a subset of
  * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each of off, on into
  * the agent and on into the sink, taking turns, default 3), BENCH_SDK_ELD_MODES (a subset of
- * "off,agent,sink", default all), BENCH_AGENT_NICE (the real agent's `--nice`, default its own: 10).
+ * "off,agent,sink", default all), BENCH_AGENT_NICE (the real agent's `--nice`, default its own: idle).
  */
 
 const SELF = fileURLToPath(import.meta.url);

@@ -235,15 +235,20 @@ describe("agent and hub lifecycle", () => {
   });
 });
 
-/** The niceness of each thread of `pid`, as the kernel reports it (field 19 of /proc/<pid>/task/<tid>/stat). */
-function threadNiceness(pid: number): number[] {
+/** Fields of each thread of `pid` from /proc/<pid>/task/<tid>/stat, by their 1-based number in proc(5). */
+function threadStat(pid: number, field: number): number[] {
   return readdirSync(`/proc/${pid}/task`).map((thread) => {
     const stat = readFileSync(`/proc/${pid}/task/${thread}/stat`, "utf8");
     // Fields after the command name (field 2, in parentheses, may hold spaces) start at field 3.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[19 - 3]);
+    return Number(fields[field - 3]);
   });
 }
+const threadNiceness = (pid: number) => threadStat(pid, 19);
+/** Each thread's scheduling policy (field 41): 0 is SCHED_OTHER, 5 SCHED_IDLE. */
+const threadPolicies = (pid: number) => threadStat(pid, 41);
+const SCHED_OTHER = 0;
+const SCHED_IDLE = 5;
 
 /** Sends a batch and waits for its acknowledgement, so the store's writer threads are running. */
 async function storeOneRun(socket: string): Promise<void> {
@@ -256,13 +261,25 @@ async function storeOneRun(socket: string): Promise<void> {
 const inherited = getPriority();
 
 describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") && "needs Linux /proc" }, () => {
-  it("runs every thread of `spanhub agent` at niceness 10 by default", async () => {
+  it("runs every thread of `spanhub agent` in the idle CPU class by default", async () => {
     const { data, socket } = home();
     const agent = await startCli(["agent", "--data", data, "--socket", socket]);
     await storeOneRun(socket);
-    const niceness = threadNiceness(agent.child.pid as number);
-    assert.ok(niceness.length > 3, `the agent has worker threads (${niceness.length} threads)`);
-    assert.deepEqual(new Set(niceness), new Set([Math.max(inherited, 10)]));
+    const policies = threadPolicies(agent.child.pid as number);
+    assert.ok(policies.length > 3, `the agent has worker threads (${policies.length} threads)`);
+    assert.deepEqual(new Set(policies), new Set([SCHED_IDLE]));
+    assert.doesNotMatch(agent.stderr(), /no idle CPU class/);
+    assert.equal(await agent.stop(), 0);
+  });
+
+  it("falls back to niceness 19, with a warning, when the idle class cannot be entered", async () => {
+    const { data, socket } = home();
+    // Without a PATH there is no `chrt` to enter the idle class with.
+    const agent = await startCli(["agent", "--data", data, "--socket", socket], { PATH: "" });
+    await storeOneRun(socket);
+    assert.deepEqual(new Set(threadPolicies(agent.child.pid as number)), new Set([SCHED_OTHER]));
+    assert.deepEqual(new Set(threadNiceness(agent.child.pid as number)), new Set([Math.max(inherited, 19)]));
+    assert.match(agent.stderr(), /no idle CPU class \(chrt: .*\); running at niceness 19 instead/);
     assert.equal(await agent.stop(), 0);
   });
 
@@ -271,6 +288,7 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
     const agent = await startCli(["agent", "--data", data, "--socket", socket, "--nice", "0"]);
     await storeOneRun(socket);
     assert.deepEqual(new Set(threadNiceness(agent.child.pid as number)), new Set([inherited]));
+    assert.deepEqual(new Set(threadPolicies(agent.child.pid as number)), new Set([SCHED_OTHER]));
     assert.equal(await agent.stop(), 0);
 
     const up = await startCli(["up", "--data", data, "--socket", socket, "--port", "0", "--nice", "15"]);
@@ -279,7 +297,7 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
     assert.equal(await up.stop(), 0);
   });
 
-  it("passes --nice on to a daemonized agent", async () => {
+  it("passes --nice on to a daemonized agent, which is idle by default", async () => {
     const { data, socket } = home();
     const started = await runCli(["agent", "--daemonize", "--data", data, "--socket", socket, "--nice", "3"]);
     assert.equal(started.code, 0, started.stderr);
@@ -288,14 +306,22 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
     await storeOneRun(socket);
     assert.deepEqual(new Set(threadNiceness(pid)), new Set([Math.max(inherited, 3)]));
     assert.equal((await runCli(["agent", "stop", "--socket", socket])).code, 0);
+
+    const idle = await runCli(["agent", "--daemonize", "--data", data, "--socket", socket]);
+    assert.equal(idle.code, 0, idle.stderr);
+    const idlePid = Number(/agent (\d+) started/.exec(idle.stdout)?.[1]);
+    pids.push(idlePid);
+    await storeOneRun(socket);
+    assert.deepEqual(new Set(threadPolicies(idlePid)), new Set([SCHED_IDLE]));
+    assert.equal((await runCli(["agent", "stop", "--socket", socket])).code, 0);
   });
 
-  it("refuses a niceness outside 0 to 19 with a clear error", async () => {
+  it("refuses a priority other than idle or a niceness 0 to 19, with a clear error", async () => {
     const { data, socket } = home();
-    for (const nice of ["20", "-5", "ten"]) {
+    for (const nice of ["20", "-5", "ten", "idler"]) {
       const refused = await runCli(["agent", "--data", data, "--socket", socket, `--nice=${nice}`]);
       assert.equal(refused.code, 1);
-      assert.match(refused.stderr, /a niceness is 0 \(the inherited priority\) to 19/);
+      assert.match(refused.stderr, /the priority is idle, or a niceness 0 \(the inherited priority\) to 19/);
     }
   });
 });

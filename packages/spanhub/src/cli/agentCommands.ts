@@ -8,7 +8,7 @@ import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
 import { AgentRunningError, startSpanhub } from "../runtime/startSpanhub.js";
 import type { FoldMode } from "../store/store.js";
-import { lowerPriority } from "./niceness.js";
+import { type CpuPriority, lowerPriority } from "./niceness.js";
 import {
   abandonOption,
   createLogger,
@@ -41,7 +41,7 @@ interface AgentFlags {
   exportOtlp: string[];
   durability: "full" | "normal";
   fold: FoldMode;
-  nice: number;
+  nice: CpuPriority;
 }
 
 export function agentCommand(): Command {

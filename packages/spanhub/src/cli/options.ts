@@ -2,6 +2,7 @@ import { InvalidArgumentError, Option } from "commander";
 import pino, { type Logger } from "pino";
 import { defaultDataDir, defaultPort, defaultSocketPath } from "../config.js";
 import { parseDurationMs } from "../model/time.js";
+import type { CpuPriority } from "./niceness.js";
 
 /** Options shared by several commands, with their environment defaults. */
 export const dataOption = () =>
@@ -49,23 +50,22 @@ export const foldOption = () =>
     .default("all");
 
 /**
- * The agent shares the host's cores with the applications it traces, so by default it runs at a
- * lower CPU priority (niceness 10) than they do: when both are runnable, the application's event
- * loop is scheduled first.
+ * The agent shares the host's cores with the applications it traces, so by default it takes only
+ * CPU time they leave free (the idle class): an application's event loop that wakes up runs at once.
  */
-const DEFAULT_NICE = 10;
 export const niceOption = () =>
   new Option(
-    "--nice <n>",
-    "CPU niceness of the whole process, 0 to 19: the agent yields to the applications it traces (0 keeps the inherited priority)",
+    "--nice <n|idle>",
+    "CPU priority of every thread: idle (only CPU time the applications leave free; niceness 19 where Linux's idle class is missing), or a niceness 0 to 19 (0 keeps the inherited priority)",
   )
-    .default(DEFAULT_NICE)
+    .default("idle" satisfies CpuPriority)
     .argParser(parseNice);
 
-function parseNice(text: string): number {
+function parseNice(text: string): CpuPriority {
+  if (text.trim() === "idle") return "idle";
   const nice = Number(text);
   if (!/^\d+$/.test(text.trim()) || nice > 19)
-    throw new InvalidArgumentError("a niceness is 0 (the inherited priority) to 19 (the lowest)");
+    throw new InvalidArgumentError("the priority is idle, or a niceness 0 (the inherited priority) to 19 (the lowest)");
   return nice;
 }
 

@@ -4,7 +4,7 @@ import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
 import { AgentRunningError, type RunningSpanhub, type SpanhubOptions, startSpanhub } from "../runtime/startSpanhub.js";
 import type { FoldMode } from "../store/store.js";
-import { lowerPriority } from "./niceness.js";
+import { type CpuPriority, lowerPriority } from "./niceness.js";
 import {
   abandonOption,
   createLogger,
@@ -35,7 +35,7 @@ interface ServeFlags {
   exportOtlp?: string[];
   durability: "full" | "normal";
   fold: FoldMode;
-  nice?: number;
+  nice?: CpuPriority;
 }
 
 export function upCommand(): Command {
