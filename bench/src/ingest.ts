@@ -9,6 +9,7 @@ import type { ClientCommand, ClientMessage, ClientReport } from "./ingestClient.
 import { elapsed, positive, progress } from "./progress.js";
 import { type FrameShape, ScoutLoad, SPANS_PER_REQUEST, spanRows, TAGS_PER_SPAN } from "./scoutLoad.js";
 import { type BenchResult, type Cell, formatCount, formatKiB, formatMs, formatPercent, quantile } from "./table.js";
+import { cpuSnapshot, type ThreadTime, type ThreadUse, threadUse } from "./threadTimes.js";
 
 /**
  * Ingest: how many spans per second `spanhub up` acknowledges end to end, and, in the
@@ -57,6 +58,8 @@ export interface EndToEnd {
   cpu?: number;
   /** The same for all client processes together. */
   clientCpu?: number;
+  /** The agent's main thread and busiest other thread, and the machine, over the measured interval. */
+  threads?: ThreadUse;
   peakRssKiB?: number;
   /** Group commits in the measured interval (from the agent's /metrics), per second and mean duration. */
   commitsPerSecond?: number;
@@ -90,6 +93,9 @@ export async function run(): Promise<BenchResult> {
     result.cpu === undefined ? "-" : formatPercent(result.cpu),
     result.cpu === undefined ? "-" : ((result.cpu / result.spansPerSecond) * 1e6).toFixed(1),
     result.clientCpu === undefined ? "-" : formatPercent(result.clientCpu),
+    formatThread(result.threads?.main),
+    formatThread(result.threads?.busiestWorker),
+    result.threads ? formatPercent(result.threads.machineBusy) : "-",
     formatKiB(result.peakRssKiB),
     formatCount(result.ackedSpans),
     formatCount(result.storedSpans),
@@ -103,6 +109,9 @@ export async function run(): Promise<BenchResult> {
     "-",
     formatCount(spans),
     formatMs((spans / raw.spansPerSecond) * 1000),
+    "-",
+    "-",
+    "-",
     "-",
     "-",
     "-",
@@ -124,6 +133,9 @@ export async function run(): Promise<BenchResult> {
       "agent CPU",
       "agent CPU µs/span",
       "clients CPU",
+      "agent main thread",
+      "agent busiest worker",
+      "machine busy",
       "agent peak RSS",
       "acked spans",
       "spans in db",
@@ -136,6 +148,7 @@ export async function run(): Promise<BenchResult> {
       "spans in db: rows of `spans` after SIGTERM, checked equal to every span acknowledged (warm-up and drain included).",
       `agent CPU / clients CPU: user+system time over the measured interval (all threads; all client processes), 100% = one core of ${availableParallelism()}.`,
       "agent CPU µs/span: the agent's CPU time (all threads) per span acknowledged in the measured interval.",
+      "agent main thread / busiest worker (the SQLite writer): time on a CPU, + time runnable but waiting for one (/proc/PID/task/TID/schedstat), as shares of the measured interval; a thread whose two add up to about 100% had no idle time. machine busy: all CPUs, from /proc/stat.",
       "agent peak RSS: VmHWM of the agent process, read before SIGTERM.",
       `raw: the largest end-to-end count of the same rows (run id, span id, parent id, name, start, end, status, tags JSON) into a fresh file, WAL, synchronous=FULL, indexes on run id and (name, start), one prepared INSERT, one transaction; best of ${RAW_REPEATS}.`,
       ...(AGENT_ARGS.length ? [`agent flags: ${AGENT_ARGS.join(" ")}`] : []),
@@ -180,6 +193,7 @@ export async function endToEnd(setting: Setting, agentArgs: string[] = []): Prom
     await sleepUnlessBroken(WARMUP_SECONDS * 1000);
     const commitsStart = await commitStats(server.url);
     const cpuStart = cpuSeconds(server.pid);
+    const threadsStart = cpuSnapshot(server.pid);
     const clientCpuStart = clientsCpu(clients);
     const measureStart = performance.now();
     command({ type: "mark" });
@@ -187,6 +201,7 @@ export async function endToEnd(setting: Setting, agentArgs: string[] = []): Prom
     command({ type: "stop" });
     phase = performance.now();
     const cpuEnd = cpuSeconds(server.pid);
+    const threadsEnd = cpuSnapshot(server.pid);
     const clientCpuEnd = clientsCpu(clients);
     const measuredSeconds = (performance.now() - measureStart) / 1000;
     const commitsEnd = await commitStats(server.url);
@@ -227,6 +242,9 @@ export async function endToEnd(setting: Setting, agentArgs: string[] = []): Prom
       ...(cpuStart !== undefined && cpuEnd !== undefined ? { cpu: (cpuEnd - cpuStart) / measuredSeconds } : {}),
       ...(clientCpuStart !== undefined && clientCpuEnd !== undefined
         ? { clientCpu: (clientCpuEnd - clientCpuStart) / measuredSeconds }
+        : {}),
+      ...(threadsStart && threadsEnd
+        ? { threads: threadUse(server.pid, threadsStart, threadsEnd, measuredSeconds) }
         : {}),
       ...(peakRssKiB === undefined ? {} : { peakRssKiB }),
       ...(commits !== undefined && commitsStart && commitsEnd
@@ -416,6 +434,10 @@ export function countRows(path: string, table: string): number {
   } finally {
     db.close();
   }
+}
+
+function formatThread(use: ThreadTime | undefined): string {
+  return use ? `${formatPercent(use.run)} +${formatPercent(use.wait)} waiting` : "-";
 }
 
 /** A `/proc/PID/status` field in kB, if readable (Linux). */
