@@ -237,7 +237,7 @@ export class Sender {
       // Connected but slower than the app: acknowledgements re-arm the report all the time, so this warns once.
       warnOnce(
         "drop-slow",
-        `spanhub: the SDK's queue is full (maxQueueBytes ${this.options.maxQueueBytes}): the agent is connected but acknowledges more slowly than the app records; dropped ${report.droppedBatches} oldest batch(es); further drops are counted in tracer.stats().droppedBatches and reported through onDrop`,
+        `spanhub: the SDK's queue is full (maxQueueBytes ${this.options.maxQueueBytes}): the agent is connected but acknowledges more slowly than the app records (an agent in the idle CPU class, its default, gets little CPU on a host whose cores are all busy: SPANHUB_NICE=10 or "spanhub agent --nice 10" keeps it a share); dropped ${report.droppedBatches} oldest batch(es); further drops are counted in tracer.stats().droppedBatches and reported through onDrop`,
       );
     else
       warnOnce(

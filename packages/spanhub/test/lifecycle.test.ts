@@ -283,7 +283,7 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
     assert.equal(await agent.stop(), 0);
   });
 
-  it("keeps the inherited priority with --nice 0, and sets `spanhub up` to the niceness given", async () => {
+  it("keeps the inherited priority with --nice 0, and takes a niceness from --nice or SPANHUB_NICE", async () => {
     const { data, socket } = home();
     const agent = await startCli(["agent", "--data", data, "--socket", socket, "--nice", "0"]);
     await storeOneRun(socket);
@@ -295,6 +295,13 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
     await storeOneRun(socket);
     assert.deepEqual(new Set(threadNiceness(up.child.pid as number)), new Set([Math.max(inherited, 15)]));
     assert.equal(await up.stop(), 0);
+
+    // SPANHUB_NICE is the default, so an agent an SDK launches takes it from the application's environment.
+    const fromEnv = await startCli(["agent", "--data", data, "--socket", socket], { SPANHUB_NICE: "7" });
+    await storeOneRun(socket);
+    assert.deepEqual(new Set(threadNiceness(fromEnv.child.pid as number)), new Set([Math.max(inherited, 7)]));
+    assert.deepEqual(new Set(threadPolicies(fromEnv.child.pid as number)), new Set([SCHED_OTHER]));
+    assert.equal(await fromEnv.stop(), 0);
   });
 
   it("passes --nice on to a daemonized agent, which is idle by default", async () => {
@@ -323,5 +330,8 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /the priority is idle, or a niceness 0 \(the inherited priority\) to 19/);
     }
+    const fromEnv = await runCli(["agent", "--data", data, "--socket", socket], { SPANHUB_NICE: "lowest" });
+    assert.equal(fromEnv.code, 1);
+    assert.match(fromEnv.stderr, /the priority is idle, or a niceness 0/);
   });
 });

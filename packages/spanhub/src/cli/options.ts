@@ -58,6 +58,7 @@ export const niceOption = () =>
     "--nice <n|idle>",
     "CPU priority of every thread: idle (only CPU time the applications leave free; niceness 19 where Linux's idle class is missing), or a niceness 0 to 19 (0 keeps the inherited priority)",
   )
+    .env("SPANHUB_NICE")
     .default("idle" satisfies CpuPriority)
     .argParser(parseNice);
 
