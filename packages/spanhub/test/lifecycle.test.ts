@@ -269,6 +269,8 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
     assert.ok(policies.length > 3, `the agent has worker threads (${policies.length} threads)`);
     assert.deepEqual(new Set(policies), new Set([SCHED_IDLE]));
     assert.doesNotMatch(agent.stderr(), /no idle CPU class/);
+    const status = await runCli(["agent", "status", "--socket", socket]);
+    assert.match(status.stdout, /^ {2}cpu {6}idle$/m);
     assert.equal(await agent.stop(), 0);
   });
 
@@ -301,6 +303,8 @@ describe("agent CPU priority (--nice)", { skip: !existsSync("/proc/self/task") &
     await storeOneRun(socket);
     assert.deepEqual(new Set(threadNiceness(fromEnv.child.pid as number)), new Set([Math.max(inherited, 7)]));
     assert.deepEqual(new Set(threadPolicies(fromEnv.child.pid as number)), new Set([SCHED_OTHER]));
+    const status = JSON.parse((await runCli(["agent", "status", "--json", "--socket", socket])).stdout);
+    assert.equal(status.cpu, `nice ${Math.max(inherited, 7)}`);
     assert.equal(await fromEnv.stop(), 0);
   });
 

@@ -6,9 +6,9 @@ import { Command } from "commander";
 import { requestFrame } from "../agent/agentClient.js";
 import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
+import { type CpuPriority, lowerPriority } from "../runtime/cpuPriority.js";
 import { AgentRunningError, startSpanhub } from "../runtime/startSpanhub.js";
 import type { FoldMode } from "../store/store.js";
-import { type CpuPriority, lowerPriority } from "./niceness.js";
 import {
   abandonOption,
   createLogger,
@@ -96,7 +96,7 @@ export function agentCommand(): Command {
 
   agent
     .command("status")
-    .description("whether an agent runs on the socket: pid, version, data directory, counters")
+    .description("whether an agent runs on the socket: pid, version, data directory, CPU priority, counters")
     .addOption(socketOption())
     .option("--json", "print JSON")
     .action(async (flags: { socket: string; json?: boolean }, command: Command) => {
@@ -120,6 +120,7 @@ export function agentCommand(): Command {
           `  version  ${reply?.version}`,
           `  data     ${reply?.dataDir}`,
           `  since    ${reply?.startedAt}`,
+          `  cpu      ${reply?.cpu}`,
           ...Object.entries(counters).map(([name, value]) => `  ${name.padEnd(17)}${value}`),
         ].join("\n")}\n`,
       );

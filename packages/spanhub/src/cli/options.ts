@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option } from "commander";
 import pino, { type Logger } from "pino";
 import { defaultDataDir, defaultPort, defaultSocketPath } from "../config.js";
 import { parseDurationMs } from "../model/time.js";
-import type { CpuPriority } from "./niceness.js";
+import type { CpuPriority } from "../runtime/cpuPriority.js";
 
 /** Options shared by several commands, with their environment defaults. */
 export const dataOption = () =>

@@ -2,9 +2,9 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import { readAgentInfo } from "../agent/agentLock.js";
 import { socketAnswers } from "../agent/agentServer.js";
+import { type CpuPriority, lowerPriority } from "../runtime/cpuPriority.js";
 import { AgentRunningError, type RunningSpanhub, type SpanhubOptions, startSpanhub } from "../runtime/startSpanhub.js";
 import type { FoldMode } from "../store/store.js";
-import { type CpuPriority, lowerPriority } from "./niceness.js";
 import {
   abandonOption,
   createLogger,

@@ -14,6 +14,7 @@ import { TraceIdleSweeper } from "../ingest/traceIdleSweeper.js";
 import { Metrics } from "../observability/metrics.js";
 import { createStore } from "../store/createStore.js";
 import type { FoldMode, Store } from "../store/store.js";
+import { describeCpuPriority } from "./cpuPriority.js";
 
 export interface SpanhubOptions {
   dataDir: string;
@@ -120,6 +121,7 @@ export async function startSpanhub(options: SpanhubOptions): Promise<RunningSpan
           pid: process.pid,
           dataDir: options.dataDir,
           startedAt,
+          cpu: describeCpuPriority(),
           counters: await metrics.summary(),
         }),
       });

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 
 /** How much CPU priority the agent gives up: a niceness 0 to 19, or `idle` (only CPU time nothing else wants). */
@@ -30,6 +30,18 @@ export function lowerPriority(priority: CpuPriority): void {
   if (problem === undefined) return;
   lowerNiceness(LOWEST_NICE);
   process.stderr.write(`spanhub: no idle CPU class (${problem}); running at niceness ${LOWEST_NICE} instead\n`);
+}
+
+/** The CPU priority this process's main thread runs at now: `idle`, or `nice N`. */
+export function describeCpuPriority(): string {
+  try {
+    // Field 41 of /proc/PID/stat is the scheduling policy; 5 is SCHED_IDLE.
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    if (stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3] === "5") return "idle";
+  } catch {
+    // Not Linux: niceness is all there is.
+  }
+  return `nice ${getPriority()}`;
 }
 
 function enterIdleClass(): string | undefined {
