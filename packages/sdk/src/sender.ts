@@ -29,6 +29,8 @@ export interface SenderOptions {
    * bodies re-encoded for the agent's current dialect, or undefined to send it as it is.
    */
   adapt: (data: Buffer, dialect: string) => { bodies: string[]; dialect: string } | undefined;
+  /** The dialect the agent speaks now: entries encoded for it are written as they are. */
+  currentDialect: () => string;
   onDrop: ((report: DropReport) => void) | undefined;
   exportTimeoutMs?: number;
 }
@@ -59,12 +61,29 @@ interface Entry {
   dialect: string;
   /** Replies the agent owes for this entry (a link frame and its batch count two). */
   replies: number;
+  /** Replies still owed while it is in flight. */
+  remaining: number;
   seq: number;
   attempts: number;
   failed: boolean;
 }
 
-type Inflight = { entry: Entry; remaining: number } | { control: number };
+type Inflight = Entry | { control: number };
+
+/**
+ * The queue's bytes as the few long buffers a flush writes, kept up to date as entries are
+ * queued: a flush runs once a second, too rarely for its JavaScript to be optimized, so it
+ * must not visit each of the thousands of entries a busy app queues in that time.
+ */
+interface QueueLayout {
+  /** Adjacent runs of entries' bytes closed so far, in queue order. */
+  runs: Buffer[];
+  /** The run still growing: its first slice and where it ends in that slice's chunk. */
+  open: Buffer | undefined;
+  openEnd: number;
+  /** The dialect every queued entry was encoded for; undefined while empty. */
+  dialect: string | undefined;
+}
 
 const MAX_ATTEMPTS = 5;
 const CONNECT_TIMEOUT_MS = 2000;
@@ -73,6 +92,8 @@ const MAX_BACKOFF_MS = 5000;
 export class Sender {
   private queue: Entry[] = [];
   private inflight: Inflight[] = [];
+  /** Undefined when the queue was reordered or has entries of several dialects: a flush then visits every entry. */
+  private layout: QueueLayout | undefined = emptyLayout();
   private bytes = 0;
   private seq = 0;
   private socket: Socket | undefined;
@@ -112,9 +133,31 @@ export class Sender {
     if (this.closed || replies === 0) return;
     const size = data.length;
     this.seq += 1;
-    this.queue.push({ data, size, dialect, replies, seq: this.seq, attempts: 0, failed: false });
+    this.queue.push({ data, size, dialect, replies, remaining: replies, seq: this.seq, attempts: 0, failed: false });
     this.bytes += size;
-    while (this.bytes > this.options.maxQueueBytes && this.queue.length > 0) this.drop(this.queue.shift() as Entry);
+    this.extendLayout(data, dialect);
+    while (this.bytes > this.options.maxQueueBytes && this.queue.length > 0) {
+      this.drop(this.queue.shift() as Entry);
+      this.layout = undefined;
+    }
+  }
+
+  private extendLayout(data: Buffer, dialect: string): void {
+    const layout = this.layout;
+    if (!layout) return;
+    if (layout.dialect !== undefined && layout.dialect !== dialect) {
+      this.layout = undefined;
+      return;
+    }
+    layout.dialect = dialect;
+    const open = layout.open;
+    if (open && data.buffer === open.buffer && data.byteOffset === layout.openEnd) {
+      layout.openEnd += data.length;
+      return;
+    }
+    if (open) layout.runs.push(openRun(layout));
+    layout.open = data;
+    layout.openEnd = data.byteOffset + data.length;
   }
 
   /** Sends what is queued: writes now when connected and nothing is in flight, else connects. */
@@ -147,7 +190,7 @@ export class Sender {
 
   stats(): SenderStats {
     return {
-      queuedBatches: this.queue.length + this.inflight.filter((item) => "entry" in item).length,
+      queuedBatches: this.queue.length + this.inflight.filter((item) => !("control" in item)).length,
       queuedBytes: this.bytes,
       acknowledgedBatches: this.acknowledged,
       droppedBatches: this.dropped,
@@ -254,7 +297,7 @@ export class Sender {
   private pendingMin(): number {
     let min = Number.POSITIVE_INFINITY;
     for (const entry of this.queue) if (entry.seq < min) min = entry.seq;
-    for (const item of this.inflight) if ("entry" in item && item.entry.seq < min) min = item.entry.seq;
+    for (const item of this.inflight) if (!("control" in item) && item.seq < min) min = item.seq;
     return min;
   }
 
@@ -268,7 +311,7 @@ export class Sender {
   }
 
   private dataInflight(): boolean {
-    for (const item of this.inflight) if ("entry" in item) return true;
+    for (const item of this.inflight) if (!("control" in item)) return true;
     return false;
   }
 
@@ -283,15 +326,17 @@ export class Sender {
     const socket = this.socket;
     if (!socket || this.queue.length === 0 || this.inflight.length > 0) return;
     const entries = this.queue;
+    const layout = this.layout;
     this.queue = [];
-    const parts: Buffer[] = [];
-    for (const entry of entries) {
-      this.adapt(entry);
-      this.inflight.push({ entry, remaining: entry.replies });
-      parts.push(entry.data);
+    this.layout = emptyLayout();
+    let runs: Buffer[];
+    if (layout?.open && layout.dialect === this.options.currentDialect()) runs = [...layout.runs, openRun(layout)];
+    else {
+      for (const entry of entries) this.adapt(entry);
+      runs = adjacentRuns(entries.map((entry) => entry.data));
     }
+    this.inflight = entries;
     this.armExportTimer();
-    const runs = adjacentRuns(parts);
     socket.cork();
     for (const run of runs) socket.write(run);
     socket.uncork();
@@ -435,20 +480,20 @@ export class Sender {
       this.releaseHelloWaiters();
       return;
     }
+    const entry = item;
     const failed = typeof message !== "object" || message === null || "Failure" in message;
-    if (failed) item.entry.failed = true;
-    item.remaining -= 1;
-    if (item.remaining > 0) return;
+    if (failed) entry.failed = true;
+    entry.remaining -= 1;
+    if (entry.remaining > 0) return;
     this.inflight.shift();
     this.armExportTimer();
-    const { entry } = item;
     if (entry.failed) {
       entry.failed = false;
       entry.attempts += 1;
       if (entry.attempts >= MAX_ATTEMPTS) {
         this.drop(entry);
         this.reportDrops("rejected");
-      } else this.queue.push(entry);
+      } else this.requeue([entry], "last");
     } else {
       this.bytes -= entry.size;
       this.acknowledged += 1;
@@ -461,6 +506,14 @@ export class Sender {
     }
   }
 
+  /** Puts entries back to be sent again, owing all their replies; the queue's layout no longer holds. */
+  private requeue(entries: Entry[], where: "first" | "last"): void {
+    if (entries.length === 0) return;
+    for (const entry of entries) entry.remaining = entry.replies;
+    this.queue = where === "first" ? [...entries, ...this.queue] : [...this.queue, ...entries];
+    this.layout = undefined;
+  }
+
   private onClose(socket: Socket): void {
     if (this.socket === socket) {
       this.socket = undefined;
@@ -468,14 +521,24 @@ export class Sender {
     }
     this.stopExportTimer();
     const unacknowledged: Entry[] = [];
-    for (const item of this.inflight) if ("entry" in item) unacknowledged.push(item.entry);
+    for (const item of this.inflight) if (!("control" in item)) unacknowledged.push(item);
     this.inflight = [];
     this.releaseHelloWaiters();
-    this.queue = [...unacknowledged, ...this.queue];
+    this.requeue(unacknowledged, "first");
     if (this.closed) return;
     // Reconnect at once when there is something to send; else on the next flush.
     if (this.queue.length > 0 || this.waiters.length > 0) this.connectSoon();
   }
+}
+
+function emptyLayout(): QueueLayout {
+  return { runs: [], open: undefined, openEnd: 0, dialect: undefined };
+}
+
+/** The layout's open run as one buffer over its chunk. */
+function openRun(layout: QueueLayout): Buffer {
+  const open = layout.open as Buffer;
+  return Buffer.from(open.buffer, open.byteOffset, layout.openEnd - open.byteOffset);
 }
 
 /** A connected socket, or undefined when nothing answers in time. */

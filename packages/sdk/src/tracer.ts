@@ -124,6 +124,7 @@ export class Tracer {
       hello: () => this.hello(),
       onControlReply: (message, index) => this.onControlReply(socket, message, index),
       adapt: (data, dialect) => this.adapt(data, dialect as Dialect),
+      currentDialect: () => this.dialect,
     });
     this.timer = setInterval(() => this.tick(), this.interval);
     this.timer.unref();

@@ -54,6 +54,7 @@ export class EventForwarder {
       hello: () => [],
       onControlReply: () => {},
       adapt: () => undefined,
+      currentDialect: () => "events",
       onDrop: (report) =>
         options.warn(
           `${report.droppedBatches} batch(es) of events were ${report.reason === "rejected" ? "refused by the agent" : "dropped"}; they are lost`,
