@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -7,6 +8,7 @@ import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { context, type Tracer as OtelTracer } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -33,13 +35,14 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
  *    since spanhub encodes too.
  * 2. Requests/s an app process (a child) sustains through a real `spanhub agent`, counted in its store.
  * 3. The app's event-loop delay at ~10k spans/s through the real agent, and into the sink, against
- *    the same app with tracing off.
+ *    the same app with tracing off, and traced by OpenTelemetry as it is usually deployed (default
+ *    BatchSpanProcessor, OTLP/HTTP protobuf exporter) into an HTTP sink that answers every export.
  *
  * Environment: BENCH_SDK_ROUNDS (default 20), BENCH_SDK_REQUESTS (requests per round, default 1000),
  * BENCH_SECONDS (seconds per agent measurement, default 5), BENCH_SDK_PARTS (a subset of
  * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each of off, on into
  * the agent and on into the sink, taking turns, default 3), BENCH_SDK_ELD_MODES (a subset of
- * "off,agent,sink", default all), BENCH_AGENT_NICE (the real agent's `--nice`, default its own: idle).
+ * "off,agent,sink,otel", default all), BENCH_AGENT_NICE (the real agent's `--nice`, default its own: idle).
  */
 
 const SELF = fileURLToPath(import.meta.url);
@@ -179,7 +182,7 @@ interface EldResult {
   cpu: number;
   spansPerSecond: number;
   stored: number | undefined;
-  /** Batches dropped or not acknowledged by the end of shutdown(). */
+  /** Batches dropped or not acknowledged by the end of shutdown() (OpenTelemetry: spans not exported). */
   lost?: number;
 }
 
@@ -230,11 +233,11 @@ export async function run(): Promise<BenchResult> {
   }
   if (PARTS.has("eld")) {
     // The modes take turns, so that a change in the machine's load touches them alike.
-    const modes = (process.env.BENCH_SDK_ELD_MODES ?? "off,agent,sink")
+    const modes = (process.env.BENCH_SDK_ELD_MODES ?? "off,agent,sink,otel")
       .split(",")
       .map((mode) => mode.trim())
-      .filter((mode): mode is EldMode => mode === "off" || mode === "agent" || mode === "sink");
-    const results: Record<EldMode, EldResult[]> = { off: [], agent: [], sink: [] };
+      .filter((mode): mode is EldMode => mode === "off" || mode === "agent" || mode === "sink" || mode === "otel");
+    const results: Record<EldMode, EldResult[]> = { off: [], agent: [], sink: [], otel: [] };
     for (let round = 0; round < ELD_PAIRS; round++)
       for (let turn = 0; turn < modes.length; turn++) {
         const mode = modes[(round + turn) % modes.length] as EldMode;
@@ -251,7 +254,7 @@ export async function run(): Promise<BenchResult> {
         ? `, ${runs.map((result) => formatCount(result.stored ?? 0)).join(" / ")} runs stored`
         : "";
       const lost = runs.some((result) => result.lost)
-        ? `, ${runs.map((result) => formatCount(result.lost ?? 0)).join(" / ")} batches dropped or unacknowledged`
+        ? `, ${runs.map((result) => formatCount(result.lost ?? 0)).join(" / ")} ${runs[0]?.what.includes("OpenTelemetry") ? "spans not exported" : "batches dropped or unacknowledged"}`
         : "";
       rows.push([
         runs[0]?.what ?? "",
@@ -264,7 +267,7 @@ export async function run(): Promise<BenchResult> {
       ]);
     }
     notes.push(
-      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a ${ELD_TICK_MS} ms interval (BENCH_SDK_ELD_TICK_MS) for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer. ${ELD_PAIRS} runs of each, the three taking turns; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
+      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a ${ELD_TICK_MS} ms interval (BENCH_SDK_ELD_TICK_MS) for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer; OpenTelemetry = the same spans through @opentelemetry/sdk-trace-base 2.7 (AsyncLocalStorage context, BatchSpanProcessor with its defaults: 512-span batches, a 2,048-span queue) and the OTLP/HTTP protobuf exporter 0.215 into a local HTTP sink (a child process) that answers every export with 200. ${ELD_PAIRS} runs of each, the modes taking turns; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
     );
   }
   if (goal) notes.push(goal);
@@ -276,20 +279,26 @@ export async function run(): Promise<BenchResult> {
   };
 }
 
-/** A sink process (see `sink`) on a temp socket for `body`; killed afterwards. */
-async function withSink<T>(body: (socketPath: string, sink: ChildProcess) => Promise<T>): Promise<T> {
+/**
+ * A sink process for `body`, killed afterwards: `sink` (spanhub's frames, on a temp socket, whose
+ * path `body` gets) or `otlp-sink` (OTLP/HTTP exports; `body` gets its URL).
+ */
+async function withSink<T>(
+  body: (address: string, sink: ChildProcess) => Promise<T>,
+  role: "sink" | "otlp-sink" = "sink",
+): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), "spanhub-bench-sdk-"));
   removeOnExit.add(root);
   const socketPath = join(root, "sink.sock");
   let sink: ChildProcess | undefined;
   try {
     sink = fork(SELF, [socketPath], {
-      env: { ...process.env, [ROLE_ENV]: "sink" },
+      env: { ...process.env, [ROLE_ENV]: role },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     killOnExit(sink);
-    await childMessage<{ type: "ready" }>(sink, "ready");
-    return await body(socketPath, sink);
+    const ready = await childMessage<{ type: "ready"; url?: string }>(sink, "ready");
+    return await body(ready.url ?? socketPath, sink);
   } finally {
     if (sink && sink.exitCode === null && sink.signalCode === null) sink.kill("SIGKILL");
     rmSync(root, { recursive: true, force: true });
@@ -512,13 +521,24 @@ async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
   };
 }
 
-/** Tracing off; on into a real agent; on into a sink (the agent's CPU taken away: what is left is the SDK's). */
-type EldMode = "off" | "agent" | "sink";
+/**
+ * Tracing off; on into a real agent; on into a sink (the agent's CPU taken away: what is left is the
+ * SDK's); OpenTelemetry into an OTLP sink (the baseline: what tracing usually costs the app).
+ */
+type EldMode = "off" | "agent" | "sink" | "otel";
+
+const ELD_MODE_NAMES: Record<EldMode, string> = {
+  off: "tracing off",
+  agent: "tracing on (real agent)",
+  sink: "tracing on (sink)",
+  otel: "OpenTelemetry (OTLP/HTTP protobuf, into a sink)",
+};
 
 async function eventLoopDelay(mode: EldMode): Promise<EldResult> {
-  const what = `app at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, tracing ${mode === "off" ? "off" : mode === "agent" ? "on (real agent)" : "on (sink)"}`;
+  const what = `app at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, ${ELD_MODE_NAMES[mode]}`;
   if (mode === "off") return eldRow(what, await runApp("", "eld-off"), undefined);
   if (mode === "sink") return eldRow(what, await withSink((socket) => runApp(socket, "eld-on")), undefined);
+  if (mode === "otel") return eldRow(what, await withSink((url) => runApp(url, "eld-otel"), "otlp-sink"), undefined);
   const { report, stored } = await withAgent((socket) => runApp(socket, "eld-on"));
   return eldRow(what, report, stored);
 }
@@ -599,6 +619,51 @@ function sink(socketPath: string): void {
   process.on("disconnect", () => process.exit(0));
 }
 
+/**
+ * An OTLP/HTTP endpoint for OpenTelemetry's exporter: answers every export with 200 and an empty
+ * (protobuf) ExportTraceServiceResponse, as a collector that accepts everything does.
+ */
+function otlpSink(): void {
+  const server = createHttpServer((request, response) => {
+    request.on("data", () => undefined);
+    request.on("end", () => {
+      response.writeHead(200, { "content-type": "application/x-protobuf", "content-length": 0 });
+      response.end();
+    });
+  });
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address();
+    const port = typeof address === "object" && address ? address.port : 0;
+    process.send?.({ type: "ready", url: `http://127.0.0.1:${port}/v1/traces` });
+  });
+  process.on("disconnect", () => process.exit(0));
+}
+
+/**
+ * OpenTelemetry as it is usually deployed: async-hooks context, the BatchSpanProcessor's defaults,
+ * OTLP/HTTP protobuf; `exported` counts the spans whose export succeeded.
+ */
+function otelToOtlp(url: string): { provider: BasicTracerProvider; tracer: OtelTracer; exported: () => number } {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const otlp = new OTLPTraceExporter({ url });
+  let exported = 0;
+  const exporter: SpanExporter = {
+    export(spans, done) {
+      otlp.export(spans, (result) => {
+        if (result.code === 0) exported += spans.length;
+        done(result);
+      });
+    },
+    shutdown: () => otlp.shutdown(),
+    forceFlush: () => otlp.forceFlush(),
+  };
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ "service.name": "bench-sdk" }),
+    spanProcessors: [new BatchSpanProcessor(exporter)],
+  });
+  return { provider, tracer: provider.getTracer("bench-sdk"), exported: () => exported };
+}
+
 /** What spanhub's agent answers to a `Register` frame's `extensions`: those of them it accepts. */
 function acceptedExtensions(register: Buffer): { extensions?: string[] } {
   const offered = (JSON.parse(register.toString("utf8")) as { Register?: { extensions?: unknown } }).Register
@@ -606,9 +671,10 @@ function acceptedExtensions(register: Buffer): { extensions?: string[] } {
   return Array.isArray(offered) ? { extensions: offered.filter((name) => name === "compact_batch") } : {};
 }
 
-/** An application process: requests through the SDK (or with tracing off) in one of the modes. */
+/** An application process: requests through the SDK (or OpenTelemetry, or with tracing off) in one of the modes. */
 async function app(socketPath: string, mode: string, seconds: number): Promise<void> {
-  const tracing = mode !== "eld-off";
+  const otel = mode === "eld-otel" ? otelToOtlp(socketPath) : undefined;
+  const tracing = mode !== "eld-off" && !otel;
   const tracer: Tracer | undefined = tracing
     ? createTracer({
         app: "bench-sdk",
@@ -625,6 +691,7 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
     }
   }
   const api: SpanApi = tracer ?? TRACING_OFF;
+  const issueRequest = otel ? () => otelRequest(otel.tracer) : () => spanhubRequest(api);
   let issued = 0;
   let eld: AppReport["eld"];
   const start = performance.now();
@@ -653,7 +720,7 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
       const timer = setInterval(() => {
         const now = performance.now();
         const due = Math.floor((now - start) * perMs) - issued;
-        for (let index = 0; index < due; index++) spanhubRequest(api);
+        for (let index = 0; index < due; index++) issueRequest();
         issued += due;
         if (measuredFrom === 0 && now - start >= 1000) {
           measuredFrom = now;
@@ -679,9 +746,12 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
     };
     issued -= issuedAtMark;
     await tracer?.shutdown();
+    await otel?.provider.shutdown();
     // What the SDK lost, if anything: batches dropped from a full queue, or still unacknowledged after shutdown().
     const stats = tracer?.stats();
-    eld.lost = (stats?.droppedBatches ?? 0) + (stats?.queuedBatches ?? 0);
+    eld.lost = otel
+      ? (issued + issuedAtMark) * SPANS_PER_REQUEST - otel.exported()
+      : (stats?.droppedBatches ?? 0) + (stats?.queuedBatches ?? 0);
     await report({ type: "done", issued, ms: measuredMs, dropped: stats?.droppedBatches ?? 0, acknowledged: 0, eld });
     return;
   }
@@ -752,6 +822,7 @@ if (role && process.argv[1] !== undefined && resolve(process.argv[1]) === SELF) 
   const [first = "", second = "", third = "5"] = process.argv.slice(2);
   try {
     if (role === "sink") sink(first);
+    else if (role === "otlp-sink") otlpSink();
     else if (role === "app") {
       await app(first, second, Number(third));
       process.disconnect?.();
