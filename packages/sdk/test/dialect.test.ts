@@ -1,47 +1,25 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { encodeRequest } from "../src/encode.js";
-import { frame, ReplyReader } from "../src/framing.js";
 import { createTracer } from "../src/index.js";
 import { RequestRecord } from "../src/records.js";
+import { scriptedPeer } from "./helpers.js";
 
 type Frame = Record<string, Record<string, unknown>>;
 
-/** A fake agent that answers `Status` as told and records every frame it gets. */
+/** An agent of another version: answers `Status` as told and records every frame it gets. */
 async function fakeAgent(status: "refuse" | string): Promise<{ socket: string; frames: Frame[]; close: () => void }> {
-  const dir = mkdtempSync(join(tmpdir(), "spanhub-sdk-dialect-"));
-  const socket = join(dir, "agent.sock");
   const frames: Frame[] = [];
-  const server: Server = createServer((connection) => {
-    const reader = new ReplyReader();
-    connection.on("data", (chunk: Buffer) => {
-      for (const message of reader.push(chunk) as Frame[]) {
-        frames.push(message);
-        const command = Object.keys(message)[0] as string;
-        let reply: unknown = { [command]: { result: "Success" } };
-        if (command === "Status")
-          reply =
-            status === "refuse"
-              ? { Failure: { message: 'unknown command "Status"' } }
-              : { Status: { version: status, result: "Success" } };
-        connection.write(frame(JSON.stringify(reply)));
-      }
-    });
-    connection.on("error", () => {});
+  const peer = await scriptedPeer((received) => {
+    const message = received as Frame;
+    frames.push(message);
+    const command = Object.keys(message)[0] as string;
+    if (command !== "Status") return { [command]: { result: "Success" } };
+    return status === "refuse"
+      ? { Failure: { message: 'unknown command "Status"' } }
+      : { Status: { version: status, result: "Success" } };
   });
-  await new Promise<void>((resolve) => server.listen(socket, resolve));
-  return {
-    socket,
-    frames,
-    close: () => {
-      server.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { socket: peer.path, frames, close: peer.close };
 }
 
 const warnings: string[] = [];

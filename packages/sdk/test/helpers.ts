@@ -5,11 +5,13 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { get } from "node:http";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
+import { frame, ReplyReader } from "../src/framing.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -206,4 +208,38 @@ export function httpGet(url: string): Promise<string> {
       response.on("error", reject);
     }).on("error", reject);
   });
+}
+
+/**
+ * A peer on a temp Unix socket for tests of the wire itself (an agent version that does not
+ * exist any more, a connection dropped mid-flight): `answer` gets each frame's message and the
+ * connection's number (0 for the first) and returns the reply, or "hang up" to drop the connection.
+ */
+export async function scriptedPeer(
+  answer: (message: unknown, connection: number) => unknown,
+): Promise<{ path: string; close: () => void }> {
+  const dir = mkdtempSync(join(tmpdir(), "spanhub-sdk-peer-"));
+  const path = join(dir, "peer.sock");
+  let connections = 0;
+  const server = createServer((socket) => {
+    const number = connections++;
+    const reader = new ReplyReader();
+    socket.on("data", (chunk: Buffer) => {
+      for (const message of reader.push(chunk)) {
+        if (socket.destroyed) return;
+        const reply = answer(message, number);
+        if (reply === "hang up") socket.destroy();
+        else socket.write(frame(JSON.stringify(reply)));
+      }
+    });
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return {
+    path,
+    close: () => {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
-import { frame, ReplyReader } from "../src/framing.js";
 import { Sender } from "../src/sender.js";
+import { scriptedPeer } from "./helpers.js";
 
 /**
  * The sender's queue layout: a flush writes the queue as a few long buffers it kept up to date
@@ -21,41 +17,21 @@ interface Peer {
   close: () => void;
 }
 
-type Answer = (body: string, index: number, connection: Socket) => "success" | "failure" | "hang up";
+type Verdict = "success" | "failure" | "hang up";
 
-async function peer(answer: Answer): Promise<Peer> {
-  const dir = mkdtempSync(join(tmpdir(), "spanhub-sdk-sender-"));
-  const path = join(dir, "peer.sock");
+/** A peer that records each frame body per connection and answers as `answer` says. */
+async function peer(answer: (body: string, index: number) => Verdict): Promise<Peer> {
   const connections: string[][] = [];
-  const server = createServer((connection) => {
-    const received: string[] = [];
-    connections.push(received);
-    const reader = new ReplyReader();
-    connection.on("data", (chunk: Buffer) => {
-      for (const message of reader.push(chunk)) {
-        if (connection.destroyed) return;
-        const body = JSON.stringify(message);
-        received.push(body);
-        const verdict = answer(body, received.length - 1, connection);
-        if (verdict === "hang up") {
-          connection.destroy();
-          return;
-        }
-        const reply = verdict === "success" ? { BatchCommand: { result: "Success" } } : { Failure: { message: "no" } };
-        connection.write(frame(JSON.stringify(reply)));
-      }
-    });
-    connection.on("error", () => {});
+  const scripted = await scriptedPeer((message, connection) => {
+    connections[connection] ??= [];
+    const received = connections[connection] as string[];
+    const body = JSON.stringify(message);
+    received.push(body);
+    const verdict = answer(body, received.length - 1);
+    if (verdict === "hang up") return verdict;
+    return verdict === "success" ? { BatchCommand: { result: "Success" } } : { Failure: { message: "no" } };
   });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return {
-    path,
-    connections,
-    close: () => {
-      server.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { path: scripted.path, connections, close: scripted.close };
 }
 
 function sender(path: string, currentDialect = "compact"): Sender {
