@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
 import { encodeRequest, encodeRequestFrame, translateBodies } from "./encode.js";
 import { FrameWriter, splitFrames } from "./framing.js";
 import { newRunId } from "./ids.js";
@@ -69,6 +70,10 @@ export interface TracerStats extends SenderStats {
 const COMPACT_BATCH = "compact_batch";
 const DEFAULTS = { flushIntervalMs: 1000, maxQueueBytes: 8 * 1024 * 1024, maxSpansPerRequest: 10_000 };
 const FLUSH_TIMEOUT_MS = 10_000;
+/** The longest stretch of encoding finished requests between two event-loop turns. */
+const ENCODE_SLICE_MS = 0.05;
+/** Spans of finished requests past which they are encoded at once instead of in slices. */
+const MAX_ENDED_SPANS = 10_000;
 /** How long a flush waits for a new connection's `Status` answer, so it encodes for the right agent. */
 const HELLO_WAIT_MS = 3000;
 
@@ -99,13 +104,32 @@ export class Tracer {
   private dialectKnown = false;
   /** Whether the latest connection's agent accepted the `compact_batch` extension in its `Register` reply. */
   private compactAccepted = false;
-  /** A finished request is encoded at once, into the sender's queue: a flush only writes. */
+  /**
+   * Finished requests not yet encoded. They are encoded soon after the application's turn, in
+   * slices of at most ENCODE_SLICE_MS between which timers and I/O run, so a burst of requests
+   * does not stall the event loop for its whole encoding; a flush only writes.
+   */
+  private ended: RequestRecord[] = [];
+  private endedHead = 0;
+  private endedSpans = 0;
+  private encodeScheduled = false;
   private readonly endRequest = (request: RequestRecord) => {
     this.open.delete(request);
-    try {
-      this.send(request, request.endMs as number);
-    } catch {
-      // Recording problems never reach the application.
+    this.ended.push(request);
+    this.endedSpans += request.spans.length;
+    // A backlog the slices cannot keep up with (an app that rarely yields) is encoded at once.
+    if (this.endedSpans >= MAX_ENDED_SPANS) this.encodeEnded(Number.POSITIVE_INFINITY);
+    else if (!this.encodeScheduled) {
+      this.encodeScheduled = true;
+      setImmediate(this.encodeSlice).unref();
+    }
+  };
+  private readonly encodeSlice = () => {
+    this.encodeScheduled = false;
+    this.encodeEnded(performance.now() + ENCODE_SLICE_MS);
+    if (this.endedHead < this.ended.length && !this.encodeScheduled) {
+      this.encodeScheduled = true;
+      setImmediate(this.encodeSlice).unref();
     }
   };
   private readonly onBeforeExit = () => this.flushBeforeExit();
@@ -334,9 +358,30 @@ export class Tracer {
    * encoded when they ended), then sends: one socket write of ready bytes.
    */
   private collect(all: boolean): void {
+    this.encodeEnded(Number.POSITIVE_INFINITY);
     const now = nowMs();
     for (const request of this.open) if (all || now - request.lastSentMs >= this.interval) this.send(request, now);
     this.sender.kick();
+  }
+
+  /** Encodes finished requests into the sender's queue, in end order, until `deadline` (a `performance.now()`). */
+  private encodeEnded(deadline: number): void {
+    const ended = this.ended;
+    while (this.endedHead < ended.length) {
+      const request = ended[this.endedHead] as RequestRecord;
+      ended[this.endedHead++] = undefined as unknown as RequestRecord;
+      this.endedSpans -= request.spans.length;
+      try {
+        this.send(request, request.endMs as number);
+      } catch {
+        // Recording problems never reach the application.
+      }
+      if (performance.now() >= deadline) break;
+    }
+    if (this.endedHead === ended.length) {
+      ended.length = 0;
+      this.endedHead = 0;
+    }
   }
 
   /** Encodes what `request` has not sent yet as one batch and queues it. */

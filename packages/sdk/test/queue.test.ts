@@ -61,3 +61,39 @@ test("with the agent down the queue stays within maxQueueBytes, drops the oldest
     await home.cleanup();
   }
 });
+
+test("finished requests are encoded after the application's turn, in slices, and at once past a backlog of 10,000 spans", async () => {
+  const home = tempHome();
+  const tracer = createTracer({ app: "slices", socket: home.socket, launch: false, flushIntervalMs: 3_600_000 });
+  const request = (name: string, spans: number) =>
+    tracer.request(name, () => {
+      for (let index = 0; index < spans; index++)
+        tracer.span(`s${index}`, (span) => {
+          for (let tag = 0; tag < 10; tag++) span.tag(`k${tag}`, `value ${tag}`);
+        });
+    });
+  const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+  try {
+    request("one", 1);
+    assert.equal(tracer.stats().queuedBatches, 0, "nothing is encoded in the application's turn");
+    await waitFor(() => (tracer.stats().queuedBatches === 1 ? true : undefined), "the request encoded");
+
+    // 2,000 spans cannot be encoded in one 0.05 ms slice: it takes several turns, and all arrive.
+    for (let index = 0; index < 200; index++) request(`burst${index}`, 9);
+    await nextTurn();
+    const afterOneTurn = tracer.stats().queuedBatches - 1;
+    assert.ok(afterOneTurn > 0 && afterOneTurn < 200, `${afterOneTurn} of 200 encoded after one turn`);
+    await waitFor(() => (tracer.stats().queuedBatches === 201 ? true : undefined), "the burst encoded");
+
+    // An application that does not yield: the backlog is encoded once it reaches 10,000 spans.
+    for (let index = 0; index < 1000; index++) request(`busy${index}`, 9);
+    assert.equal(tracer.stats().queuedBatches, 1201, "1,000 requests of 10 spans are encoded without a turn");
+    request("tail", 9);
+    assert.equal(tracer.stats().queuedBatches, 1201);
+    assert.equal(await tracer.flush(), false, "nothing can be acknowledged");
+    assert.equal(tracer.stats().queuedBatches, 1202, "a flush encodes what is left first");
+  } finally {
+    await tracer.shutdown();
+    await home.cleanup();
+  }
+});
