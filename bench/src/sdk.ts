@@ -177,6 +177,7 @@ interface AgentRow {
 interface EldResult {
   what: string;
   p50: number;
+  p90: number;
   p99: number;
   max: number;
   cpu: number;
@@ -263,7 +264,7 @@ export async function run(): Promise<BenchResult> {
         "-",
         "-",
         "-",
-        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}${lost}`,
+        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p90 ${formatMs(median((result) => result.p90))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}${lost}`,
       ]);
     }
     notes.push(
@@ -506,7 +507,7 @@ interface AppReport {
   ms: number;
   dropped: number;
   acknowledged: number;
-  eld?: { p50: number; p99: number; max: number; cpu: number; lost?: number };
+  eld?: { p50: number; p90: number; p99: number; max: number; cpu: number; lost?: number };
 }
 
 async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
@@ -544,7 +545,7 @@ async function eventLoopDelay(mode: EldMode): Promise<EldResult> {
 }
 
 function eldRow(what: string, report: AppReport, stored: number | undefined): EldResult {
-  const eld = report.eld ?? { p50: Number.NaN, p99: Number.NaN, max: Number.NaN, cpu: Number.NaN };
+  const eld = report.eld ?? { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, max: Number.NaN, cpu: Number.NaN };
   return {
     what,
     ...eld,
@@ -740,6 +741,7 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
     eld = {
       // The histogram holds the sampling timer's intervals; the delay is what exceeds the resolution.
       p50: Math.max(0, histogram.percentile(50) / 1e6 - ELD_RESOLUTION_MS),
+      p90: Math.max(0, histogram.percentile(90) / 1e6 - ELD_RESOLUTION_MS),
       p99: Math.max(0, histogram.percentile(99) / 1e6 - ELD_RESOLUTION_MS),
       max: Math.max(0, histogram.max / 1e6 - ELD_RESOLUTION_MS),
       cpu: (cpu.user + cpu.system) / 1000 / measuredMs,

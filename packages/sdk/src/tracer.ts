@@ -121,15 +121,17 @@ export class Tracer {
     if (this.endedSpans >= MAX_ENDED_SPANS) this.encodeEnded(Number.POSITIVE_INFINITY);
     else if (!this.encodeScheduled) {
       this.encodeScheduled = true;
-      setImmediate(this.encodeSlice).unref();
+      setImmediate(this.nextTurnSlice);
     }
   };
+  /** The first slice waits a whole turn, so timers and I/O due during the app's burst go first. */
+  private readonly nextTurnSlice = () => setImmediate(this.encodeSlice);
   private readonly encodeSlice = () => {
     this.encodeScheduled = false;
     this.encodeEnded(performance.now() + ENCODE_SLICE_MS);
     if (this.endedHead < this.ended.length && !this.encodeScheduled) {
       this.encodeScheduled = true;
-      setImmediate(this.encodeSlice).unref();
+      setImmediate(this.encodeSlice);
     }
   };
   private readonly onBeforeExit = () => this.flushBeforeExit();
