@@ -36,13 +36,16 @@ import { type BenchResult, type Cell, formatCount, formatMs, formatPercent, quan
  * 2. Requests/s an app process (a child) sustains through a real `spanhub agent`, counted in its store.
  * 3. The app's event-loop delay at ~10k spans/s through the real agent, and into the sink, against
  *    the same app with tracing off, and traced by OpenTelemetry as it is usually deployed (default
- *    BatchSpanProcessor, OTLP/HTTP protobuf exporter) into an HTTP sink that answers every export.
+ *    BatchSpanProcessor, OTLP/HTTP protobuf exporter) into an HTTP sink that answers every export,
+ *    and with tracing off but a few µs more work per request (`spin`): how the measure itself moves
+ *    with the app's own turn.
  *
  * Environment: BENCH_SDK_ROUNDS (default 20), BENCH_SDK_REQUESTS (requests per round, default 1000),
  * BENCH_SECONDS (seconds per agent measurement, default 5), BENCH_SDK_PARTS (a subset of
- * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each of off, on into
- * the agent and on into the sink, taking turns, default 3), BENCH_SDK_ELD_MODES (a subset of
- * "off,agent,sink,otel", default all), BENCH_AGENT_NICE (the real agent's `--nice`, default its own: idle).
+ * "cost,agent,eld", default all), BENCH_SDK_ELD_PAIRS (event-loop delay runs of each mode, taking
+ * turns, default 3), BENCH_SDK_ELD_MODES (a subset of "off,spin,agent,sink,otel", default all),
+ * BENCH_SDK_ELD_SPIN_US (the spin mode's extra work per request, default 9), BENCH_AGENT_NICE (the
+ * real agent's `--nice`, default its own: idle).
  */
 
 const SELF = fileURLToPath(import.meta.url);
@@ -56,6 +59,12 @@ const ELD_SPANS_PER_SECOND = 10_000;
 const ELD_PAIRS = positiveInt("BENCH_SDK_ELD_PAIRS", 3);
 /** How often the event-loop app issues its due requests: 10 ms gives bursts of 10 requests, 1 ms one at a time. */
 const ELD_TICK_MS = positiveInt("BENCH_SDK_ELD_TICK_MS", 10);
+/**
+ * The `spin` mode's busy work per request, with tracing off: what the event-loop delay shows of an
+ * app that does this much more in its turn, whatever does it. 9 µs is about what the SDK does
+ * in the turn of a request of 10 spans of 10 tags (encoding comes later).
+ */
+const ELD_SPIN_US = positiveInt("BENCH_SDK_ELD_SPIN_US", 9);
 /** Requests per awaited flush in the closed loop (~2 MiB of frames: well inside the 8 MiB queue). */
 const CLOSED_BURST = 500;
 const ELD_RESOLUTION_MS = 1;
@@ -180,6 +189,8 @@ interface EldResult {
   p90: number;
   p99: number;
   max: number;
+  /** The median time of the app's turns that issue requests (tracing's in-turn work included). */
+  turn: number;
   cpu: number;
   spansPerSecond: number;
   stored: number | undefined;
@@ -234,11 +245,11 @@ export async function run(): Promise<BenchResult> {
   }
   if (PARTS.has("eld")) {
     // The modes take turns, so that a change in the machine's load touches them alike.
-    const modes = (process.env.BENCH_SDK_ELD_MODES ?? "off,agent,sink,otel")
+    const modes = (process.env.BENCH_SDK_ELD_MODES ?? "off,spin,agent,sink,otel")
       .split(",")
       .map((mode) => mode.trim())
-      .filter((mode): mode is EldMode => mode === "off" || mode === "agent" || mode === "sink" || mode === "otel");
-    const results: Record<EldMode, EldResult[]> = { off: [], agent: [], sink: [], otel: [] };
+      .filter((mode): mode is EldMode => mode in ELD_MODE_NAMES);
+    const results: Record<EldMode, EldResult[]> = { off: [], spin: [], agent: [], sink: [], otel: [] };
     for (let round = 0; round < ELD_PAIRS; round++)
       for (let turn = 0; turn < modes.length; turn++) {
         const mode = modes[(round + turn) % modes.length] as EldMode;
@@ -264,11 +275,11 @@ export async function run(): Promise<BenchResult> {
         "-",
         "-",
         "-",
-        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p90 ${formatMs(median((result) => result.p90))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}${lost}`,
+        `event-loop delay p50 ${formatMs(median((result) => result.p50))}, p90 ${formatMs(median((result) => result.p90))}, p99 ${formatMs(median((result) => result.p99))} (${each((result) => result.p99)}), max ${formatMs(median((result) => result.max))} (${each((result) => result.max)}); app turn ${formatMs(median((result) => result.turn))}; app CPU ${formatPercent(median((result) => result.cpu))}; ${formatCount(median((result) => result.spansPerSecond))} spans/s${stored}${lost}`,
       ]);
     }
     notes.push(
-      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a ${ELD_TICK_MS} ms interval (BENCH_SDK_ELD_TICK_MS) for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer; OpenTelemetry = the same spans through @opentelemetry/sdk-trace-base 2.7 (AsyncLocalStorage context, BatchSpanProcessor with its defaults: 512-span batches, a 2,048-span queue) and the OTLP/HTTP protobuf exporter 0.215 into a local HTTP sink (a child process) that answers every export with 200. ${ELD_PAIRS} runs of each, the modes taking turns; medians, each run's value in parentheses. App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
+      `event-loop delay: monitorEventLoopDelay (resolution ${ELD_RESOLUTION_MS} ms; reported: the sampling interval minus the resolution) in an app process issuing ${formatCount(ELD_SPANS_PER_SECOND / SPANS_PER_REQUEST)} requests/s (${formatCount(ELD_SPANS_PER_SECOND)} spans/s) from a ${ELD_TICK_MS} ms interval (BENCH_SDK_ELD_TICK_MS) for ${SECONDS} s after 1 s warm-up; tracing on = the SDK with default options into a real agent, or into the sink (which takes the agent's CPU away from the 2-core machine, leaving the SDK's own share); off = the same code with a stub tracer; spin = off plus ${ELD_SPIN_US} µs of busy work per request (BENCH_SDK_ELD_SPIN_US; no tracer: how the measure moves with the app's own turn); OpenTelemetry = the same spans through @opentelemetry/sdk-trace-base 2.7 (AsyncLocalStorage context, BatchSpanProcessor with its defaults: 512-span batches, a 2,048-span queue) and the OTLP/HTTP protobuf exporter 0.215 into a local HTTP sink (a child process) that answers every export with 200. ${ELD_PAIRS} runs of each, the modes taking turns; medians, each run's value in parentheses. App turn: the median time of the interval callback that issues the due requests (what tracing does in the app's turn included). App CPU: process.cpuUsage over the measured seconds, 100% = one core.`,
     );
   }
   if (goal) notes.push(goal);
@@ -507,7 +518,7 @@ interface AppReport {
   ms: number;
   dropped: number;
   acknowledged: number;
-  eld?: { p50: number; p90: number; p99: number; max: number; cpu: number; lost?: number };
+  eld?: { p50: number; p90: number; p99: number; max: number; turn: number; cpu: number; lost?: number };
 }
 
 async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
@@ -526,10 +537,11 @@ async function throughAgent(mode: "closed" | "open"): Promise<AgentRow> {
  * Tracing off; on into a real agent; on into a sink (the agent's CPU taken away: what is left is the
  * SDK's); OpenTelemetry into an OTLP sink (the baseline: what tracing usually costs the app).
  */
-type EldMode = "off" | "agent" | "sink" | "otel";
+type EldMode = "off" | "spin" | "agent" | "sink" | "otel";
 
 const ELD_MODE_NAMES: Record<EldMode, string> = {
   off: "tracing off",
+  spin: `tracing off, ${ELD_SPIN_US} µs more work per request`,
   agent: "tracing on (real agent)",
   sink: "tracing on (sink)",
   otel: "OpenTelemetry (OTLP/HTTP protobuf, into a sink)",
@@ -537,7 +549,7 @@ const ELD_MODE_NAMES: Record<EldMode, string> = {
 
 async function eventLoopDelay(mode: EldMode): Promise<EldResult> {
   const what = `app at ${formatCount(ELD_SPANS_PER_SECOND)} spans/s, ${ELD_MODE_NAMES[mode]}`;
-  if (mode === "off") return eldRow(what, await runApp("", "eld-off"), undefined);
+  if (mode === "off" || mode === "spin") return eldRow(what, await runApp("", `eld-${mode}`), undefined);
   if (mode === "sink") return eldRow(what, await withSink((socket) => runApp(socket, "eld-on")), undefined);
   if (mode === "otel") return eldRow(what, await withSink((url) => runApp(url, "eld-otel"), "otlp-sink"), undefined);
   const { report, stored } = await withAgent((socket) => runApp(socket, "eld-on"));
@@ -545,7 +557,14 @@ async function eventLoopDelay(mode: EldMode): Promise<EldResult> {
 }
 
 function eldRow(what: string, report: AppReport, stored: number | undefined): EldResult {
-  const eld = report.eld ?? { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, max: Number.NaN, cpu: Number.NaN };
+  const eld = report.eld ?? {
+    p50: Number.NaN,
+    p90: Number.NaN,
+    p99: Number.NaN,
+    max: Number.NaN,
+    turn: Number.NaN,
+    cpu: Number.NaN,
+  };
   return {
     what,
     ...eld,
@@ -675,7 +694,7 @@ function acceptedExtensions(register: Buffer): { extensions?: string[] } {
 /** An application process: requests through the SDK (or OpenTelemetry, or with tracing off) in one of the modes. */
 async function app(socketPath: string, mode: string, seconds: number): Promise<void> {
   const otel = mode === "eld-otel" ? otelToOtlp(socketPath) : undefined;
-  const tracing = mode !== "eld-off" && !otel;
+  const tracing = mode !== "eld-off" && mode !== "eld-spin" && !otel;
   const tracer: Tracer | undefined = tracing
     ? createTracer({
         app: "bench-sdk",
@@ -692,7 +711,16 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
     }
   }
   const api: SpanApi = tracer ?? TRACING_OFF;
-  const issueRequest = otel ? () => otelRequest(otel.tracer) : () => spanhubRequest(api);
+  const spinMs = ELD_SPIN_US / 1000;
+  const issueRequest = otel
+    ? () => otelRequest(otel.tracer)
+    : mode === "eld-spin"
+      ? () => {
+          const until = performance.now() + spinMs;
+          spanhubRequest(api);
+          while (performance.now() < until);
+        }
+      : () => spanhubRequest(api);
   let issued = 0;
   let eld: AppReport["eld"];
   const start = performance.now();
@@ -717,12 +745,14 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
     let cpuStart = process.cpuUsage();
     let measuredFrom = 0;
     let issuedAtMark = 0;
+    const turns: number[] = [];
     await new Promise<void>((finished) => {
       const timer = setInterval(() => {
         const now = performance.now();
         const due = Math.floor((now - start) * perMs) - issued;
         for (let index = 0; index < due; index++) issueRequest();
         issued += due;
+        if (measuredFrom > 0) turns.push(performance.now() - now);
         if (measuredFrom === 0 && now - start >= 1000) {
           measuredFrom = now;
           issuedAtMark = issued;
@@ -744,6 +774,7 @@ async function app(socketPath: string, mode: string, seconds: number): Promise<v
       p90: Math.max(0, histogram.percentile(90) / 1e6 - ELD_RESOLUTION_MS),
       p99: Math.max(0, histogram.percentile(99) / 1e6 - ELD_RESOLUTION_MS),
       max: Math.max(0, histogram.max / 1e6 - ELD_RESOLUTION_MS),
+      turn: quantile(Float64Array.from(turns).sort(), 0.5) ?? Number.NaN,
       cpu: (cpu.user + cpu.system) / 1000 / measuredMs,
     };
     issued -= issuedAtMark;
