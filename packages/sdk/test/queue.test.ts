@@ -62,39 +62,42 @@ test("with the agent down the queue stays within maxQueueBytes, drops the oldest
   }
 });
 
-test("finished requests are encoded after the application's turn, in slices, and at once past a backlog of 10,000 spans", async () => {
+test("finished requests are encoded after the application's turn, in slices, and at once past a backlog of 256 spans", async () => {
   const home = tempHome();
   const tracer = createTracer({ app: "slices", socket: home.socket, launch: false, flushIntervalMs: 3_600_000 });
-  const request = (name: string, spans: number) =>
+  const request = (name: string) =>
     tracer.request(name, () => {
-      for (let index = 0; index < spans; index++)
+      for (let index = 0; index < 9; index++)
         tracer.span(`s${index}`, (span) => {
           for (let tag = 0; tag < 10; tag++) span.tag(`k${tag}`, `value ${tag}`);
         });
     });
+  const queued = () => tracer.stats().queuedBatches;
   const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
   try {
-    request("one", 1);
-    assert.equal(tracer.stats().queuedBatches, 0, "nothing is encoded in the application's turn");
-    await waitFor(() => (tracer.stats().queuedBatches === 1 ? true : undefined), "the request encoded");
+    request("one");
+    assert.equal(queued(), 0, "nothing is encoded in the application's turn");
+    await waitFor(() => (queued() === 1 ? true : undefined), "the request encoded");
 
-    // The first slice waits a turn; 2,000 spans cannot be encoded in one 0.05 ms slice, so it
-    // takes several more, and all arrive.
-    for (let index = 0; index < 200; index++) request(`burst${index}`, 9);
+    // The first slice waits a turn; 200 spans of 10 tags cannot be encoded in one 0.05 ms slice,
+    // so it takes several more, and all arrive.
+    for (let index = 0; index < 20; index++) request(`burst${index}`);
     await nextTurn();
-    assert.equal(tracer.stats().queuedBatches, 1, "the turn after the burst belongs to timers and I/O");
+    assert.equal(queued(), 1, "the turn after the burst belongs to timers and I/O");
     await nextTurn();
-    const afterSlice = tracer.stats().queuedBatches - 1;
-    assert.ok(afterSlice > 0 && afterSlice < 200, `${afterSlice} of 200 encoded in the first slice`);
-    await waitFor(() => (tracer.stats().queuedBatches === 201 ? true : undefined), "the burst encoded");
+    const afterSlice = queued() - 1;
+    assert.ok(afterSlice > 0 && afterSlice < 20, `${afterSlice} of 20 encoded in the first slice`);
+    await waitFor(() => (queued() === 21 ? true : undefined), "the burst encoded");
 
-    // An application that does not yield: the backlog is encoded once it reaches 10,000 spans.
-    for (let index = 0; index < 1000; index++) request(`busy${index}`, 9);
-    assert.equal(tracer.stats().queuedBatches, 1201, "1,000 requests of 10 spans are encoded without a turn");
-    request("tail", 9);
-    assert.equal(tracer.stats().queuedBatches, 1201);
+    // A turn that does not yield: the backlog is encoded once it reaches 256 spans.
+    for (let index = 0; index < 25; index++) request(`busy${index}`);
+    assert.equal(queued(), 21, "250 spans wait for the slices");
+    request("busy25");
+    assert.equal(queued(), 47, "the 256th span's request takes all 26 along at once");
+    request("tail");
+    assert.equal(queued(), 47);
     assert.equal(await tracer.flush(), false, "nothing can be acknowledged");
-    assert.equal(tracer.stats().queuedBatches, 1202, "a flush encodes what is left first");
+    assert.equal(queued(), 48, "a flush encodes what is left first");
   } finally {
     await tracer.shutdown();
     await home.cleanup();
